@@ -1,0 +1,446 @@
+//! The focus score: 0-100, a review priority for a human, never a verdict.
+//!
+//! Pure: [`Scorer::update`] takes a frame's [`Signals`] and its timestamp
+//! and returns the score; no clock, no I/O. `docs/SCORING.md` gives the
+//! numbers and the reasoning.
+//!
+//! 1. **Instant score** of one frame ([`instant_score`]): camera lost or
+//!    covered 0; no face 0; two or more faces 25; one face 100, lowered
+//!    linearly as the head turns past half the tolerance (50 at the
+//!    tolerance, 10 at 1.5 times it) from the session's baseline pose.
+//! 2. **Baseline**: during the first `calibration_ms` of a session the median
+//!    pose of single-face frames becomes "facing the screen", clamped so a
+//!    student who starts the exam looking away does not set a wrong baseline.
+//!    Looking down at the paper is therefore not looking away.
+//! 3. **Smoothing**: an exponential moving average with time constant `smoothing_ms`.
+//! 4. **Persistence**: a fall below `threshold` must last `persistence_ms`
+//!    before the score is allowed under it; until then it is held at the
+//!    threshold. A blink or a glance never triggers.
+//! 5. **Hysteresis**: once under, the score stays under the threshold until
+//!    the smoothed score has been at least `threshold + recovery_margin`
+//!    for `recovery_ms`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::blazeface::Detection;
+use crate::image::FrameStats;
+use crate::pose::Pose;
+
+/// What lowered a score. Serialised in snake case, as the result JSON says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    NoFace,
+    MultipleFaces,
+    LookingAway,
+    CameraCovered,
+    CameraLost,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NoFace => "no_face",
+            Reason::MultipleFaces => "multiple_faces",
+            Reason::LookingAway => "looking_away",
+            Reason::CameraCovered => "camera_covered",
+            Reason::CameraLost => "camera_lost",
+        }
+    }
+}
+
+/// Everything the score needs to know about one frame.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Signals {
+    pub num_faces: usize,
+    /// Pose of the strongest face, if any and if its keypoints allow one.
+    pub pose: Option<Pose>,
+    /// The frame is dark or flat.
+    pub covered: bool,
+    /// No frame arrived: the camera is gone or the pipeline failed.
+    pub lost: bool,
+}
+
+impl Signals {
+    pub fn from_frame(detections: &[Detection], stats: &FrameStats) -> Self {
+        Signals {
+            num_faces: detections.len(),
+            pose: detections.first().and_then(Pose::from_detection),
+            covered: stats.covered(),
+            lost: false,
+        }
+    }
+
+    pub fn camera_lost() -> Self {
+        Signals { lost: true, ..Default::default() }
+    }
+}
+
+/// Score settings. Defaults are those of `[score]` in the config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoreConfig {
+    /// Under this a clip is recorded and an incident opened. Default 50.
+    pub threshold: u8,
+    /// How long a fall must last before the score goes under the threshold. Default 1500 ms.
+    pub persistence_ms: u64,
+    /// Time constant of the moving average. Default 500 ms.
+    pub smoothing_ms: u64,
+    /// Head turn, from the baseline, that scores exactly the threshold. Default 30°.
+    pub yaw_tolerance_deg: f32,
+    /// Head tilt, from the baseline, that scores exactly the threshold. Default 25°.
+    pub pitch_tolerance_deg: f32,
+    /// Length of the baseline calibration at the start of a session. Default 3000 ms.
+    pub calibration_ms: u64,
+    /// The baseline is clamped to ± this yaw. Default 15°.
+    pub max_baseline_yaw_deg: f32,
+    /// The baseline is clamped to this pitch range (looking down is positive). Default -10..30°.
+    pub baseline_pitch_range: (f32, f32),
+    /// Recovery needs the score this far above the threshold. Default 10.
+    pub recovery_margin: u8,
+    /// ... for this long. Default 1000 ms.
+    pub recovery_ms: u64,
+}
+
+impl Default for ScoreConfig {
+    fn default() -> Self {
+        Self {
+            threshold: 50,
+            persistence_ms: 1500,
+            smoothing_ms: 500,
+            yaw_tolerance_deg: 30.0,
+            pitch_tolerance_deg: 25.0,
+            calibration_ms: 3000,
+            max_baseline_yaw_deg: 15.0,
+            baseline_pitch_range: (-10.0, 30.0),
+            recovery_margin: 10,
+            recovery_ms: 1000,
+        }
+    }
+}
+
+/// Score of one frame before any temporal logic, and why it is low.
+pub fn instant_score(s: &Signals, baseline: Pose, cfg: &ScoreConfig) -> (f32, Vec<Reason>) {
+    if s.lost {
+        return (0.0, vec![Reason::CameraLost]);
+    }
+    if s.covered {
+        return (0.0, vec![Reason::CameraCovered]);
+    }
+    match s.num_faces {
+        0 => (0.0, vec![Reason::NoFace]),
+        1 => {
+            let Some(p) = s.pose else { return (100.0, vec![]) };
+            let away = ((p.yaw_deg - baseline.yaw_deg).abs() / cfg.yaw_tolerance_deg)
+                .max((p.pitch_deg - baseline.pitch_deg).abs() / cfg.pitch_tolerance_deg);
+            // 100 up to half the tolerance, 50 at the tolerance, 10 from 1.4 times it.
+            let score = if away <= 0.5 { 100.0 } else { (100.0 - (away - 0.5) * 100.0).max(10.0) };
+            let reasons = if away > 1.0 { vec![Reason::LookingAway] } else { vec![] };
+            (score, reasons)
+        }
+        _ => (25.0, vec![Reason::MultipleFaces]),
+    }
+}
+
+/// The score of one frame after the temporal logic.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoreOutput {
+    /// 0-100; under the threshold only after persistence, and until recovery.
+    pub score: u8,
+    /// The frame's own score, before smoothing.
+    pub instant: u8,
+    /// What is lowering the score: the frame's own reasons, or while the
+    /// score is held low, the reasons that brought it down.
+    pub reasons: Vec<Reason>,
+    /// True while the score is under the threshold (an incident is open).
+    pub alert: bool,
+    /// The baseline pose in force.
+    pub baseline: Pose,
+    /// True while the baseline is still being calibrated.
+    pub calibrating: bool,
+}
+
+/// Per-session scoring state. Feed it frames in time order.
+#[derive(Clone, Debug)]
+pub struct Scorer {
+    cfg: ScoreConfig,
+    start_ms: Option<u64>,
+    last_ms: u64,
+    ema: f32,
+    alert: bool,
+    /// When the smoothed score last went under the threshold (while not in alert).
+    low_since: Option<u64>,
+    /// When the smoothed score last rose above threshold + margin (while in alert).
+    high_since: Option<u64>,
+    alert_reasons: Vec<Reason>,
+    calibration: Vec<Pose>,
+    baseline: Option<Pose>,
+}
+
+impl Scorer {
+    pub fn new(cfg: ScoreConfig) -> Self {
+        Self {
+            cfg,
+            start_ms: None,
+            last_ms: 0,
+            ema: 100.0,
+            alert: false,
+            low_since: None,
+            high_since: None,
+            alert_reasons: Vec::new(),
+            calibration: Vec::new(),
+            baseline: None,
+        }
+    }
+
+    pub fn config(&self) -> &ScoreConfig {
+        &self.cfg
+    }
+
+    fn baseline_now(&mut self, t: u64, s: &Signals) -> (Pose, bool) {
+        if let Some(b) = self.baseline {
+            return (b, false);
+        }
+        let start = *self.start_ms.get_or_insert(t);
+        if let (1, Some(p)) = (s.num_faces, s.pose)
+            && !s.covered
+        {
+            self.calibration.push(p);
+        }
+        // While calibrating, the median so far is the provisional baseline,
+        // so the first seconds are scored against the student's own posture.
+        let b = self.median_baseline();
+        if t.saturating_sub(start) < self.cfg.calibration_ms {
+            return (b, true);
+        }
+        self.baseline = Some(b);
+        self.calibration = Vec::new();
+        (b, false)
+    }
+
+    fn median_baseline(&self) -> Pose {
+        let median = |mut v: Vec<f32>| -> f32 {
+            if v.is_empty() {
+                return 0.0;
+            }
+            v.sort_by(f32::total_cmp);
+            v[v.len() / 2]
+        };
+        let yaw = median(self.calibration.iter().map(|p| p.yaw_deg).collect());
+        let pitch = median(self.calibration.iter().map(|p| p.pitch_deg).collect());
+        let m = self.cfg.max_baseline_yaw_deg;
+        let (lo, hi) = self.cfg.baseline_pitch_range;
+        Pose { yaw_deg: yaw.clamp(-m, m), pitch_deg: pitch.clamp(lo, hi) }
+    }
+
+    /// Scores one frame observed at `t_ms` (any monotonic millisecond clock;
+    /// a timestamp earlier than the previous one is treated as equal to it).
+    pub fn update(&mut self, t_ms: u64, s: &Signals) -> ScoreOutput {
+        let first = self.start_ms.is_none();
+        let t = t_ms.max(self.last_ms);
+        let (baseline, calibrating) = self.baseline_now(t, s);
+        let (instant, reasons) = instant_score(s, baseline, &self.cfg);
+        let thr = self.cfg.threshold as f32;
+
+        if first {
+            // No history: the first frame sets the state directly, so a
+            // session that starts with nobody at the desk is low at once.
+            self.ema = instant;
+            self.alert = instant < thr;
+            if self.alert {
+                self.alert_reasons = reasons.clone();
+            }
+        } else {
+            let dt = (t - self.last_ms) as f32;
+            let alpha = if self.cfg.smoothing_ms == 0 { 1.0 } else { 1.0 - (-dt / self.cfg.smoothing_ms as f32).exp() };
+            self.ema += alpha * (instant - self.ema);
+        }
+        self.last_ms = t;
+
+        if !self.alert {
+            if self.ema < thr {
+                let since = *self.low_since.get_or_insert(t);
+                if !reasons.is_empty() {
+                    self.alert_reasons = reasons.clone();
+                }
+                if t - since >= self.cfg.persistence_ms {
+                    self.alert = true;
+                    self.high_since = None;
+                }
+            } else {
+                self.low_since = None;
+            }
+        } else if self.ema >= thr + self.cfg.recovery_margin as f32 {
+            let since = *self.high_since.get_or_insert(t);
+            if t - since >= self.cfg.recovery_ms {
+                self.alert = false;
+                self.low_since = None;
+                self.alert_reasons.clear();
+            }
+        } else {
+            self.high_since = None;
+            if !reasons.is_empty() {
+                self.alert_reasons = reasons.clone();
+            }
+        }
+
+        // Held at the threshold during persistence, under it during an alert.
+        let score = if self.alert { self.ema.min(thr - 1.0) } else { self.ema.max(thr) };
+        let out_reasons = if self.alert { self.alert_reasons.clone() } else { reasons };
+        ScoreOutput {
+            score: score.round().clamp(0.0, 100.0) as u8,
+            instant: instant.round() as u8,
+            reasons: out_reasons,
+            alert: self.alert,
+            baseline,
+            calibrating,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FRAME_MS: u64 = 33;
+
+    fn facing() -> Signals {
+        Signals { num_faces: 1, pose: Some(Pose::default()), ..Default::default() }
+    }
+    fn turned(yaw: f32) -> Signals {
+        Signals { num_faces: 1, pose: Some(Pose { yaw_deg: yaw, pitch_deg: 0.0 }), ..Default::default() }
+    }
+    fn nobody() -> Signals {
+        Signals::default()
+    }
+
+    /// Feeds `s` for `ms` milliseconds at 30 FPS from `*t`; returns the outputs.
+    fn feed(sc: &mut Scorer, t: &mut u64, ms: u64, s: &Signals) -> Vec<ScoreOutput> {
+        let end = *t + ms;
+        let mut out = Vec::new();
+        while *t < end {
+            out.push(sc.update(*t, s));
+            *t += FRAME_MS;
+        }
+        out
+    }
+
+    #[test]
+    fn each_reason_has_its_instant_score() {
+        let cfg = ScoreConfig::default();
+        let b = Pose::default();
+        assert_eq!(instant_score(&facing(), b, &cfg), (100.0, vec![]));
+        assert_eq!(instant_score(&nobody(), b, &cfg), (0.0, vec![Reason::NoFace]));
+        let two = Signals { num_faces: 2, ..facing() };
+        assert_eq!(instant_score(&two, b, &cfg), (25.0, vec![Reason::MultipleFaces]));
+        let covered = Signals { covered: true, ..facing() };
+        assert_eq!(instant_score(&covered, b, &cfg), (0.0, vec![Reason::CameraCovered]));
+        assert_eq!(instant_score(&Signals::camera_lost(), b, &cfg), (0.0, vec![Reason::CameraLost]));
+        // At the tolerance: exactly the threshold, not yet "looking away".
+        assert_eq!(instant_score(&turned(30.0), b, &cfg), (50.0, vec![]));
+        let (s, r) = instant_score(&turned(-45.0), b, &cfg);
+        assert_eq!((s, r), (10.0, vec![Reason::LookingAway]));
+        // Small turns cost nothing.
+        assert_eq!(instant_score(&turned(14.0), b, &cfg).0, 100.0);
+    }
+
+    #[test]
+    fn a_glance_shorter_than_persistence_never_goes_under_the_threshold() {
+        let mut sc = Scorer::new(ScoreConfig::default());
+        let mut t = 0;
+        feed(&mut sc, &mut t, 4000, &facing());
+        let glance = feed(&mut sc, &mut t, 1200, &turned(60.0));
+        assert!(glance.iter().all(|o| o.score >= 50 && !o.alert), "{:?}", glance.last());
+        let back = feed(&mut sc, &mut t, 2000, &facing());
+        assert!(back.iter().all(|o| o.score >= 50));
+        assert!(back.last().unwrap().score >= 95);
+    }
+
+    #[test]
+    fn a_condition_that_persists_goes_under_with_its_reason() {
+        let mut sc = Scorer::new(ScoreConfig::default());
+        let mut t = 0;
+        feed(&mut sc, &mut t, 4000, &facing());
+        let away = feed(&mut sc, &mut t, 3000, &nobody());
+        let first_low = away.iter().position(|o| o.score < 50).expect("goes under");
+        // Held for persistence (1.5 s) after the EMA crosses 50 (about 0.35 s).
+        let ms = first_low as u64 * FRAME_MS;
+        assert!((1500..=2200).contains(&ms), "went under after {ms} ms");
+        assert_eq!(away.last().unwrap().reasons, vec![Reason::NoFace]);
+        assert!(away.last().unwrap().alert);
+    }
+
+    #[test]
+    fn recovery_needs_margin_and_time() {
+        let cfg = ScoreConfig::default();
+        let mut sc = Scorer::new(cfg.clone());
+        let mut t = 0;
+        feed(&mut sc, &mut t, 4000, &facing());
+        feed(&mut sc, &mut t, 3000, &nobody());
+        // A frame scoring exactly 55 (above 50, below 60) does not end the alert.
+        let meh = feed(&mut sc, &mut t, 3000, &turned(27.0));
+        assert!(meh.iter().all(|o| o.alert && o.score < 50), "{:?}", meh.last());
+        let back = feed(&mut sc, &mut t, 3000, &facing());
+        let recovered = back.iter().position(|o| !o.alert).expect("recovers");
+        // EMA needs ~0.5 s to pass 60, then 1 s of recovery.
+        assert!(recovered as u64 * FRAME_MS >= cfg.recovery_ms);
+        assert!(back[..recovered].iter().all(|o| o.score < 50));
+        assert!(back[recovered..].iter().all(|o| o.score >= 50));
+    }
+
+    #[test]
+    fn flicker_between_good_and_bad_frames_does_not_trigger() {
+        let mut sc = Scorer::new(ScoreConfig::default());
+        let mut t = 0;
+        feed(&mut sc, &mut t, 4000, &facing());
+        for i in 0..300 {
+            let s = if i % 2 == 0 { nobody() } else { facing() };
+            let o = sc.update(t, &s);
+            assert!(!o.alert, "frame {i}");
+            t += FRAME_MS;
+        }
+    }
+
+    #[test]
+    fn calibration_makes_looking_down_at_the_paper_the_baseline() {
+        let looking_down =
+            Signals { num_faces: 1, pose: Some(Pose { yaw_deg: 0.0, pitch_deg: 28.0 }), ..Default::default() };
+        // Without a baseline a 28° tilt is past the 25° tolerance.
+        assert_eq!(instant_score(&looking_down, Pose::default(), &ScoreConfig::default()).1, vec![Reason::LookingAway]);
+        let mut sc = Scorer::new(ScoreConfig::default());
+        let mut t = 0;
+        let out = feed(&mut sc, &mut t, 8000, &looking_down);
+        assert!(out[0].calibrating);
+        let last = out.last().unwrap();
+        assert!(!last.calibrating);
+        assert_eq!(last.baseline.pitch_deg, 28.0);
+        assert_eq!(last.score, 100);
+        assert!(out.iter().all(|o| !o.alert));
+    }
+
+    #[test]
+    fn a_baseline_far_off_is_clamped() {
+        let mut sc = Scorer::new(ScoreConfig::default());
+        let mut t = 0;
+        let out = feed(&mut sc, &mut t, 3500, &turned(70.0));
+        assert_eq!(out.last().unwrap().baseline.yaw_deg, 15.0);
+        // 70° from a 15° baseline is still looking away.
+        assert!(out.last().unwrap().alert);
+        assert_eq!(out.last().unwrap().reasons, vec![Reason::LookingAway]);
+    }
+
+    #[test]
+    fn a_session_that_starts_empty_is_low_from_the_first_frame() {
+        let mut sc = Scorer::new(ScoreConfig::default());
+        let o = sc.update(0, &nobody());
+        assert!(o.alert);
+        assert_eq!(o.score, 0);
+    }
+
+    #[test]
+    fn time_going_backwards_is_not_a_panic() {
+        let mut sc = Scorer::new(ScoreConfig::default());
+        sc.update(1000, &facing());
+        let o = sc.update(500, &facing());
+        assert_eq!(o.score, 100);
+    }
+}
