@@ -1,1 +1,71 @@
-fn main() {}
+//! `invigil`: the exam-desk camera agent. The work is in the `agent` library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use agent::cmds;
+
+#[derive(Parser)]
+#[command(
+    name = "invigil",
+    version,
+    about = "Exam-desk camera agent: on-device focus scores, durable spool, clips of incidents"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent (systemd runs this).
+    Run {
+        /// Config file. Default: /etc/invigil/config.toml if present, else built-in defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Score a video file offline with the same scorer as `run`.
+    Score {
+        video: PathBuf,
+        /// Write one analysis JSON object per frame to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// List cameras and the H.264 encoders that work here.
+    Devices,
+    /// Show what the spool holds.
+    Spool {
+        #[command(subcommand)]
+        what: SpoolCommand,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SpoolCommand {
+    /// Scores, incidents and clips: pending, synced, dead-lettered; bytes on disk.
+    Stats,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cmds::init_logging();
+    let result = match cli.command {
+        Command::Run { config } => cmds::run::run(config.as_deref()),
+        Command::Score { video, json, config } => cmds::score::run(&video, json.as_deref(), config.as_deref()),
+        Command::Devices => cmds::devices::run(),
+        Command::Spool { what: SpoolCommand::Stats, config } => cmds::spool::stats(config.as_deref()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("invigil: error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

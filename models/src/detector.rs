@@ -56,8 +56,8 @@ impl TfliteDetector {
         let rt = |e: tflite::Error| DetectorError::Runtime { path: path.clone(), message: e.to_string() };
         let model = FlatBufferModel::build_from_buffer(bytes).map_err(rt)?;
         let builder = InterpreterBuilder::new(model, BuiltinOpResolver::default()).map_err(rt)?;
-        let mut interpreter = builder.build().map_err(rt)?;
-        interpreter.set_num_threads(threads.max(1) as i32);
+        // build_with_threads, not set_num_threads: the latter prints to stdout.
+        let mut interpreter = builder.build_with_threads(threads.max(1) as i32).map_err(rt)?;
         interpreter.allocate_tensors().map_err(rt)?;
 
         let dims = |idx: i32| interpreter.tensor_info(idx).map(|t| t.dims).unwrap_or_default();

@@ -150,7 +150,11 @@ impl Capture {
         cfg.source.precheck()?;
         require_elements(&["tee", "queue", "appsink", "videoconvert", "videoscale"])?;
         let (w, h, fps) = (cfg.width, cfg.height, cfg.fps);
-        let sync = cfg.realtime && !cfg.source.is_live();
+        // A file is paced like a camera by a clock-synchronised element before
+        // the tee; the sinks never sync (a leaky branch behind a syncing sink
+        // would let the source run free and drop nearly everything).
+        let pace = if cfg.realtime && !cfg.source.is_live() { " ! identity sync=true" } else { "" };
+        let sync = false;
         let analysis_queue = if cfg.realtime {
             // Leaky: a busy scorer loses old frames, never stalls capture.
             "queue leaky=downstream max-size-buffers=2 max-size-bytes=0 max-size-time=0"
@@ -160,7 +164,7 @@ impl Capture {
         let (appsink_opts, drop) =
             if cfg.realtime { ("max-buffers=1 drop=true", true) } else { ("max-buffers=4 drop=false", false) };
         let mut desc = format!(
-            "{src} ! tee name=t \
+            "{src}{pace} ! tee name=t \
              t. ! {analysis_queue} ! videoconvert ! videoscale ! \
              video/x-raw,format=RGB,width={aw},height={ah},pixel-aspect-ratio=1/1 ! \
              appsink name=analysis sync={sync} {appsink_opts} enable-last-sample=false",
@@ -222,11 +226,11 @@ impl Capture {
     }
 
     fn set_playing(&self) -> Result<(), PipelineError> {
-        let looping_file = self.cfg.looping && !self.cfg.source.is_live();
-        if looping_file {
-            // Preroll, then a segment seek so the end of the file posts
-            // SEGMENT_DONE (handled in pull) instead of EOS.
-            self.change_state(gst::State::Paused)?;
+        self.change_state(gst::State::Playing)?;
+        if self.cfg.looping && !self.cfg.source.is_live() {
+            // A segment seek makes the end of the file post SEGMENT_DONE
+            // (handled in pull) instead of EOS. Done in PLAYING: the pacing
+            // element before the tee would block a preroll in PAUSED.
             self.pipeline
                 .seek(
                     1.0,
@@ -236,9 +240,9 @@ impl Capture {
                     gst::SeekType::None,
                     gst::ClockTime::NONE,
                 )
-                .map_err(|_| PipelineError::Build("the file source cannot seek, so it cannot loop".into()))?;
+                .map_err(|_| self.file_or_build("cannot seek, so cannot loop".into()))?;
         }
-        self.change_state(gst::State::Playing)
+        Ok(())
     }
 
     fn change_state(&self, state: gst::State) -> Result<(), PipelineError> {

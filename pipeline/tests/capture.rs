@@ -99,3 +99,16 @@ fn the_test_source_is_live_and_counts_frames() {
     assert_eq!(frames.len(), 10);
     assert!(cap.stats().captured >= 10);
 }
+
+#[test]
+fn a_realtime_looping_file_plays_like_a_camera_without_drops() {
+    let mut cfg = CaptureConfig::new(Source::File(asset("carphone_pristine.mp4")));
+    cfg.looping = true;
+    let cap = Capture::start(cfg, None).unwrap();
+    let frames = pull_all(&cap, 150).unwrap();
+    assert_eq!(frames.len(), 150, "looped past the 120-frame file");
+    assert!(frames.windows(2).all(|w| w[1].0 > w[0].0), "running time never goes back");
+    let st = cap.stats();
+    assert!(st.loops >= 1, "{st:?}");
+    assert_eq!(st.dropped, 0, "{st:?}");
+}

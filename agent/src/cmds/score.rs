@@ -1,0 +1,119 @@
+//! `invigil score VIDEO`: the scorer and trigger logic of `run`, on a file,
+//! every frame, as fast as the machine goes.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use pipeline::{Capture, CaptureConfig, PullError, Source};
+
+use crate::Failure;
+use crate::analysis::{Analysis, ts_of};
+use crate::incident::{Change, Tracker};
+
+/// An incident of the offline run, in video time.
+struct Span {
+    start_ms: u64,
+    end_ms: Option<u64>,
+    min_score: u8,
+    reasons: String,
+}
+
+pub fn run(video: &Path, json: Option<&Path>, config: Option<&Path>) -> Result<(), Failure> {
+    let cfg = super::load_config(config)?;
+    // A missing file is bad usage (exit 2), named before anything loads.
+    if let Err(e) = std::fs::metadata(video) {
+        return Err(Failure::usage(format!("video {}: {e}", video.display())));
+    }
+    let mut analyzer = super::analyzer(&cfg)?;
+    let mut out = match json {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| Failure::runtime(format!("{}: {e}", p.display())))?,
+        )),
+        None => None,
+    };
+    let mut cc = CaptureConfig::new(Source::File(video.to_path_buf()));
+    cc.realtime = false;
+    cc.width = cfg.width;
+    cc.height = cfg.height;
+    let capture = Capture::start(cc, None).map_err(Failure::runtime)?;
+    let t0 = chrono::Utc::now();
+    let started = Instant::now();
+    let (mut frames, mut sum, mut at_or_above) = (0u64, 0u64, 0u64);
+    let mut tracker = Tracker::default();
+    let mut spans: Vec<Span> = Vec::new();
+    let mut last_t = 0;
+    let threshold = analyzer.threshold();
+    let failure = loop {
+        match capture.pull(Duration::from_secs(10)) {
+            Ok(Some(f)) => {
+                let frame = models::RgbFrame::new(f.width, f.height, f.stride, f.data()).map_err(Failure::runtime)?;
+                let t_ms = f.pts_ns / 1_000_000;
+                let ts = ts_of(t0 + chrono::Duration::milliseconds(t_ms as i64));
+                let a: Analysis = analyzer.analyse(&frame, f.frame, t_ms, ts).map_err(Failure::runtime)?;
+                frames += 1;
+                sum += a.focus_score as u64;
+                at_or_above += (a.focus_score >= threshold) as u64;
+                last_t = t_ms;
+                match tracker.update(&a, None) {
+                    Some(Change::Opened(r)) => {
+                        spans.push(Span { start_ms: t_ms, end_ms: None, min_score: r.min_score, reasons: r.reasons })
+                    }
+                    Some(Change::Closed(r)) => {
+                        if let Some(s) = spans.last_mut() {
+                            s.end_ms = Some(t_ms);
+                            s.min_score = r.min_score;
+                            s.reasons = r.reasons;
+                        }
+                    }
+                    None => {
+                        if let (Some(s), Some(r)) = (spans.last_mut(), tracker.current()) {
+                            s.min_score = r.min_score;
+                            s.reasons = r.reasons.clone();
+                        }
+                    }
+                }
+                if let Some(w) = out.as_mut() {
+                    let line = serde_json::to_string(&a).expect("analysis serialises");
+                    writeln!(w, "{line}").map_err(|e| Failure::runtime(format!("{}: {e}", json.unwrap().display())))?;
+                }
+            }
+            Ok(None) => break Some(format!("no frame for 10 s after {:.2} s", last_t as f64 / 1000.0)),
+            Err(PullError::Eos) => break None,
+            Err(PullError::Failed(e)) => {
+                break Some(format!("at {:.2} s (after frame {frames}): {e}", last_t as f64 / 1000.0));
+            }
+        }
+    };
+    if let Some(w) = out.as_mut() {
+        let _ = w.flush();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!("video:      {}", video.display());
+    println!(
+        "frames:     {frames} in {:.2} s of video, scored in {elapsed:.2} s ({:.0} frames/s)",
+        last_t as f64 / 1000.0,
+        frames as f64 / elapsed.max(1e-9)
+    );
+    if frames > 0 {
+        println!(
+            "score:      mean {:.1}; {:.1}% of frames at or above {threshold}",
+            sum as f64 / frames as f64,
+            100.0 * at_or_above as f64 / frames as f64
+        );
+    }
+    println!("incidents:  {}", spans.len());
+    for s in &spans {
+        let end = s.end_ms.map(|e| format!("{:.2} s", e as f64 / 1000.0)).unwrap_or_else(|| "end".into());
+        println!("  {:.2} s - {end}  min score {}  reasons {}", s.start_ms as f64 / 1000.0, s.min_score, s.reasons);
+    }
+    if let Some(p) = json {
+        println!("json:       {} ({frames} lines)", p.display());
+    }
+    match failure {
+        None => Ok(()),
+        Some(m) => {
+            Err(Failure::runtime(format!("video {}: {m}; the {frames} frames before it were scored", video.display())))
+        }
+    }
+}

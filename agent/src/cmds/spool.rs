@@ -1,0 +1,33 @@
+//! `invigil spool stats`.
+
+use crate::Failure;
+use crate::spool::Spool;
+
+pub fn stats(config: Option<&std::path::Path>) -> Result<(), Failure> {
+    let cfg = super::load_config(config)?;
+    if !cfg.spool_path.exists() {
+        return Err(Failure::runtime(format!(
+            "spool {}: no such file (has the agent run yet?)",
+            cfg.spool_path.display()
+        )));
+    }
+    let s = Spool::open_read_only(&cfg.spool_path).map_err(Failure::runtime)?;
+    let st = s.stats(cfg.score.threshold).map_err(Failure::runtime)?;
+    let pct = |n: i64| if st.scores == 0 { 0.0 } else { 100.0 * n as f64 / st.scores as f64 };
+    println!("spool:      {} ({} bytes on disk)", cfg.spool_path.display(), st.bytes);
+    println!(
+        "scores:     {} total, {} pending, {} synced, {} dead-lettered",
+        st.scores, st.scores_pending, st.scores_synced, st.scores_dead
+    );
+    println!(
+        "            mean {:.1}; {:.1}% at or above {}, {:.1}% below",
+        st.mean_score.unwrap_or(0.0),
+        pct(st.scores - st.scores_below_threshold),
+        cfg.score.threshold,
+        pct(st.scores_below_threshold)
+    );
+    println!("incidents:  {} total, {} pending", st.incidents, st.incidents_pending);
+    println!("clips:      {} total, {} pending upload", st.clips, st.clips_pending);
+    println!("oldest pending score: {}", st.oldest_pending.as_deref().unwrap_or("none"));
+    Ok(())
+}

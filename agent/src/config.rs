@@ -1,0 +1,429 @@
+//! The TOML config (`../shared/CONTRACTS.md`, README "Config"). Every key is
+//! optional; unknown keys are an error that names them. [`Config::load`]
+//! parses and [`Config::validate`] checks values, naming the field and a
+//! good value.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where `invigil run` looks when `--config` is not given.
+pub const SYSTEM_CONFIG: &str = "/etc/invigil/config.toml";
+/// Data folder of the built-in defaults (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "invigil-data";
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Default: the host name.
+    pub device_id: Option<String>,
+    pub camera: Camera,
+    pub model: Model,
+    pub score: Score,
+    pub clips: Clips,
+    pub spool: Spool,
+    pub sync: Sync,
+    pub storage: Storage,
+    pub server: Server,
+    pub gpio: Option<Gpio>,
+    pub session: Session,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Camera {
+    /// "v4l2:/dev/video0" | "libcamera" | "nvargus" | "file:PATH" | "test". Default "test".
+    pub source: String,
+    /// Default 640 (480 with profile "low").
+    pub width: Option<u32>,
+    /// Default 480 (360 with profile "low").
+    pub height: Option<u32>,
+    /// Default 30 (15 with profile "low").
+    pub fps: Option<u32>,
+    /// "standard" (640x480@30) or "low" (480x360@15). Default "standard".
+    pub profile: String,
+}
+
+impl Default for Camera {
+    fn default() -> Self {
+        Self { source: "test".into(), width: None, height: None, fps: None, profile: "standard".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Model {
+    /// "tflite" (default) or "litert".
+    pub backend: String,
+    /// Default "models/face_detection_short_range.tflite", then
+    /// "/usr/share/invigil/models/face_detection_short_range.tflite".
+    pub path: Option<PathBuf>,
+    /// Inference threads. Default 1.
+    pub threads: usize,
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Self { backend: "tflite".into(), path: None, threads: 1 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Score {
+    /// Default 50.
+    pub threshold: u8,
+    /// Default 1500.
+    pub persistence_ms: u64,
+    /// Default 500.
+    pub smoothing_ms: u64,
+}
+
+impl Default for Score {
+    fn default() -> Self {
+        Self { threshold: 50, persistence_ms: 1500, smoothing_ms: 500 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Clips {
+    /// Default 10.
+    pub length_s: u32,
+    /// Default 3.
+    pub preroll_s: u32,
+    /// Default "<data dir>/clips".
+    pub dir: Option<PathBuf>,
+    /// Default 2048.
+    pub max_disk_mb: u64,
+    /// "auto" or an element name. Default "auto".
+    pub encoder: String,
+}
+
+impl Default for Clips {
+    fn default() -> Self {
+        Self { length_s: 10, preroll_s: 3, dir: None, max_disk_mb: 2048, encoder: "auto".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Spool {
+    /// Default "<data dir>/spool.sqlite".
+    pub path: Option<PathBuf>,
+    /// Default 1000.
+    pub commit_interval_ms: u64,
+    /// Default 512.
+    pub max_disk_mb: u64,
+}
+
+impl Default for Spool {
+    fn default() -> Self {
+        Self { path: None, commit_interval_ms: 1000, max_disk_mb: 512 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sync {
+    /// Absent: scores stay in the spool.
+    pub endpoint: Option<String>,
+    /// Default 3.
+    pub interval_s: u64,
+    pub token_file: Option<PathBuf>,
+    /// Default 1 (every frame).
+    pub every_nth_frame: u32,
+}
+
+impl Default for Sync {
+    fn default() -> Self {
+        Self { endpoint: None, interval_s: 3, token_file: None, every_nth_frame: 1 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// "s3://bucket/prefix" or "file:///path". Default "file://<data dir>/outbox".
+    pub url: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub credentials_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Default "127.0.0.1:8000".
+    pub listen: String,
+    /// Required when `listen` is not a loopback address.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8000".into(), token_file: None }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gpio {
+    pub recording_led: Option<u8>,
+    pub call_button: Option<u8>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Session {
+    /// Score, spool and record without an exam session. Default false.
+    pub always_on: bool,
+}
+
+/// A config error: one line naming the file and the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub message: String,
+}
+
+/// A checked config with every default filled in.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub device_id: String,
+    pub source: pipeline::Source,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub model_path: PathBuf,
+    pub model_threads: usize,
+    pub score: models::ScoreConfig,
+    pub clips_dir: PathBuf,
+    pub clip_length_s: u32,
+    pub preroll_s: u32,
+    pub clips_max_disk_mb: u64,
+    pub encoder: String,
+    pub spool_path: PathBuf,
+    pub commit_interval_ms: u64,
+    pub spool_max_disk_mb: u64,
+    pub listen: std::net::SocketAddr,
+    pub always_on: bool,
+    pub raw: Config,
+}
+
+impl Config {
+    /// Reads and parses `path`. Unknown keys and wrong types are errors naming the key.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError { file: file.clone(), message: e.to_string() })?;
+        Self::parse(&text, &file)
+    }
+
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError {
+            file: file.to_string(),
+            // toml's message spans several lines with a caret; keep it on one.
+            message: e
+                .to_string()
+                .split('\n')
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('|'))
+                .collect::<Vec<_>>()
+                .join(" "),
+        })
+    }
+
+    /// Checks values and fills in defaults. `file` names the config in errors.
+    pub fn validate(self, file: &str) -> Result<Validated, ConfigError> {
+        let err = |field: &str, msg: String| ConfigError { file: file.to_string(), message: format!("{field}: {msg}") };
+        let source: pipeline::Source = self.camera.source.parse().map_err(|m| err("camera.source", m))?;
+        let (dw, dh, df) = match self.camera.profile.as_str() {
+            "standard" => (640, 480, 30),
+            "low" => (480, 360, 15),
+            other => {
+                return Err(err("camera.profile", format!("{other:?} is not a profile; use \"standard\" or \"low\"")));
+            }
+        };
+        let width = self.camera.width.unwrap_or(dw);
+        let height = self.camera.height.unwrap_or(dh);
+        let fps = self.camera.fps.unwrap_or(df);
+        if !(32..=3840).contains(&width) || width % 2 != 0 {
+            return Err(err("camera.width", format!("{width} is out of range; use an even number such as 640")));
+        }
+        if !(32..=2160).contains(&height) || height % 2 != 0 {
+            return Err(err("camera.height", format!("{height} is out of range; use an even number such as 480")));
+        }
+        if !(1..=60).contains(&fps) {
+            return Err(err("camera.fps", format!("{fps} is out of range; use 1 to 60, such as 30")));
+        }
+        if self.model.backend != "tflite" {
+            return Err(err(
+                "model.backend",
+                format!("{:?} is not available in this build; use \"tflite\"", self.model.backend),
+            ));
+        }
+        if !(1..=8).contains(&self.model.threads) {
+            return Err(err("model.threads", format!("{} is out of range; use 1 to 8", self.model.threads)));
+        }
+        let s = &self.score;
+        if !(1..=99).contains(&s.threshold) {
+            return Err(err("score.threshold", format!("{} is out of range; use 1 to 99, such as 50", s.threshold)));
+        }
+        if s.persistence_ms > 60_000 {
+            return Err(err("score.persistence_ms", format!("{} is over a minute; use e.g. 1500", s.persistence_ms)));
+        }
+        if s.smoothing_ms > 10_000 {
+            return Err(err("score.smoothing_ms", format!("{} is over 10 s; use e.g. 500", s.smoothing_ms)));
+        }
+        let c = &self.clips;
+        if !(2..=120).contains(&c.length_s) {
+            return Err(err("clips.length_s", format!("{} is out of range; use 2 to 120, such as 10", c.length_s)));
+        }
+        if c.preroll_s >= c.length_s {
+            return Err(err(
+                "clips.preroll_s",
+                format!("{} must be shorter than clips.length_s ({})", c.preroll_s, c.length_s),
+            ));
+        }
+        if !(100..=60_000).contains(&self.spool.commit_interval_ms) {
+            return Err(err(
+                "spool.commit_interval_ms",
+                format!("{} is out of range; use 100 to 60000, such as 1000", self.spool.commit_interval_ms),
+            ));
+        }
+        let listen: std::net::SocketAddr = self.server.listen.parse().map_err(|_| {
+            err("server.listen", format!("{:?} is not an address; use e.g. \"127.0.0.1:8000\"", self.server.listen))
+        })?;
+        if !listen.ip().is_loopback() && self.server.token_file.is_none() {
+            return Err(err(
+                "server.token_file",
+                format!("required because server.listen ({listen}) is not a loopback address"),
+            ));
+        }
+        let data = PathBuf::from(DEFAULT_DATA_DIR);
+        let device_id = match &self.device_id {
+            Some(d)
+                if d.is_empty()
+                    || d.len() > 64
+                    || !d.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
+            {
+                return Err(err(
+                    "device_id",
+                    format!("{d:?} must be 1-64 letters, digits, '-', '_' or '.'; such as \"desk-017\""),
+                ));
+            }
+            Some(d) => d.clone(),
+            None => hostname(),
+        };
+        Ok(Validated {
+            device_id,
+            source,
+            width,
+            height,
+            fps,
+            model_path: self.model.path.clone().unwrap_or_else(default_model_path),
+            model_threads: self.model.threads,
+            score: models::ScoreConfig {
+                threshold: s.threshold,
+                persistence_ms: s.persistence_ms,
+                smoothing_ms: s.smoothing_ms,
+                ..Default::default()
+            },
+            clips_dir: c.dir.clone().unwrap_or_else(|| data.join("clips")),
+            clip_length_s: c.length_s,
+            preroll_s: c.preroll_s,
+            clips_max_disk_mb: c.max_disk_mb,
+            encoder: c.encoder.clone(),
+            spool_path: self.spool.path.clone().unwrap_or_else(|| data.join("spool.sqlite")),
+            commit_interval_ms: self.spool.commit_interval_ms,
+            spool_max_disk_mb: self.spool.max_disk_mb,
+            listen,
+            always_on: self.session.always_on,
+            raw: self,
+        })
+    }
+}
+
+/// `models/…` beside the working directory (a checkout), else the installed copy.
+fn default_model_path() -> PathBuf {
+    let local = PathBuf::from("models/face_detection_short_range.tflite");
+    if local.exists() { local } else { PathBuf::from("/usr/share/invigil/models/face_detection_short_range.tflite") }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "invigil".into())
+}
+
+/// The config `--config` names, else the system one if present, else defaults.
+pub fn resolve(path: Option<&Path>) -> Result<Validated, ConfigError> {
+    match path {
+        Some(p) => Config::load(p)?.validate(&p.display().to_string()),
+        None if Path::new(SYSTEM_CONFIG).exists() => Config::load(Path::new(SYSTEM_CONFIG))?.validate(SYSTEM_CONFIG),
+        None => Config::default().validate("built-in defaults"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_gives_the_documented_defaults() {
+        let v = Config::parse("", "x.toml").unwrap().validate("x.toml").unwrap();
+        assert_eq!((v.width, v.height, v.fps), (640, 480, 30));
+        assert_eq!(v.source, pipeline::Source::Test);
+        assert_eq!(v.score.threshold, 50);
+        assert_eq!(v.score.persistence_ms, 1500);
+        assert_eq!(v.clip_length_s, 10);
+        assert_eq!(v.preroll_s, 3);
+        assert_eq!(v.commit_interval_ms, 1000);
+        assert_eq!(v.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(v.spool_path, PathBuf::from("invigil-data/spool.sqlite"));
+    }
+
+    #[test]
+    fn low_profile_is_480x360_at_15() {
+        let v = Config::parse("[camera]\nprofile = \"low\"\n", "x").unwrap().validate("x").unwrap();
+        assert_eq!((v.width, v.height, v.fps), (480, 360, 15));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = Config::parse("[camera]\nsorce = \"test\"\n", "desk.toml").unwrap_err().to_string();
+        assert!(e.starts_with("desk.toml: ") && e.contains("sorce"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+        let e = Config::parse("colour = 1\n", "desk.toml").unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field_and_a_good_value() {
+        let cases = [
+            ("[camera]\nsource = \"usb\"\n", "camera.source"),
+            ("[camera]\nprofile = \"fast\"\n", "camera.profile"),
+            ("[camera]\nfps = 0\n", "camera.fps"),
+            ("[score]\nthreshold = 0\n", "score.threshold"),
+            ("[clips]\npreroll_s = 12\n", "clips.preroll_s"),
+            ("[server]\nlisten = \"0.0.0.0:8000\"\n", "server.token_file"),
+            ("[server]\nlisten = \"here\"\n", "server.listen"),
+            ("device_id = \"desk 17\"\n", "device_id"),
+            ("[model]\nbackend = \"onnx\"\n", "model.backend"),
+        ];
+        for (text, field) in cases {
+            let e = Config::parse(text, "c.toml").unwrap().validate("c.toml").unwrap_err().to_string();
+            assert!(e.starts_with(&format!("c.toml: {field}: ")), "{text:?} -> {e}");
+        }
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        let e = Config::parse("[camera]\nfps = \"thirty\"\n", "c.toml").unwrap_err().to_string();
+        assert!(e.contains("fps") || e.contains("invalid type"), "{e}");
+    }
+}
