@@ -249,10 +249,10 @@ impl Config {
         let width = self.camera.width.unwrap_or(dw);
         let height = self.camera.height.unwrap_or(dh);
         let fps = self.camera.fps.unwrap_or(df);
-        if !(32..=3840).contains(&width) || width % 2 != 0 {
+        if !(32..=3840).contains(&width) || !width.is_multiple_of(2) {
             return Err(err("camera.width", format!("{width} is out of range; use an even number such as 640")));
         }
-        if !(32..=2160).contains(&height) || height % 2 != 0 {
+        if !(32..=2160).contains(&height) || !height.is_multiple_of(2) {
             return Err(err("camera.height", format!("{height} is out of range; use an even number such as 480")));
         }
         if !(1..=60).contains(&fps) {

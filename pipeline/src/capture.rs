@@ -161,8 +161,7 @@ impl Capture {
         } else {
             "queue max-size-buffers=4 max-size-bytes=0 max-size-time=0"
         };
-        let (appsink_opts, drop) =
-            if cfg.realtime { ("max-buffers=1 drop=true", true) } else { ("max-buffers=4 drop=false", false) };
+        let appsink_opts = if cfg.realtime { "max-buffers=1 drop=true" } else { "max-buffers=4 drop=false" };
         let mut desc = format!(
             "{src}{pace} ! tee name=t \
              t. ! {analysis_queue} ! videoconvert ! videoscale ! \
@@ -172,7 +171,6 @@ impl Capture {
             aw = cfg.analysis_width,
             ah = cfg.analysis_height,
         );
-        let _ = drop;
         let mut encoder_name = None;
         if let Some(enc) = &cfg.encoder {
             let chosen = enc.resolve(w, h, fps)?;
@@ -246,8 +244,8 @@ impl Capture {
     }
 
     fn change_state(&self, state: gst::State) -> Result<(), PipelineError> {
-        let failed = self.pipeline.set_state(state).is_err()
-            || matches!(self.pipeline.state(gst::ClockTime::from_seconds(10)).0, Err(_));
+        let failed =
+            self.pipeline.set_state(state).is_err() || self.pipeline.state(gst::ClockTime::from_seconds(10)).0.is_err();
         if failed {
             // The bus holds the reason (a corrupt file, a missing decoder).
             if let Some(e) = self.pending_error() {

@@ -19,6 +19,8 @@ use crate::spool::{Record, ScoreRow, Spool, SpoolWriter};
 
 /// No frame for this long: the camera counts as lost.
 const STALL: Duration = Duration::from_secs(3);
+/// Extra time allowed for the first frame after a (re)start.
+const FIRST_FRAME_GRACE: Duration = Duration::from_secs(7);
 /// Restart backoff: doubles from the first to the last.
 const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
 
@@ -142,6 +144,9 @@ fn analysis_loop(
     let mut tracker = Tracker::default();
     let mut printer = Printer { last: Instant::now(), frames: 0 };
     let mut backoff = BACKOFF.0;
+    // Frame numbers keep counting across camera restarts and gaps, so the
+    // spool and upstream see one increasing sequence per run.
+    let mut next_frame: u64 = 0;
     let started = Instant::now();
     let elapsed_ms = || started.elapsed().as_millis() as u64;
     let mut handle = |a: Analysis, tracker: &mut Tracker| {
@@ -171,7 +176,8 @@ fn analysis_loop(
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, retry_in_s = backoff.as_secs(), "camera failed to start");
-                let a = analyzer.camera_lost(0, elapsed_ms(), now_ts());
+                let a = analyzer.camera_lost(next_frame, elapsed_ms(), now_ts());
+                next_frame += 1;
                 handle(a, &mut tracker);
                 if sleep_unless(shutdown, backoff) {
                     break;
@@ -181,7 +187,9 @@ fn analysis_loop(
             }
         };
         let offset_ms = elapsed_ms();
-        let mut last_frame = Instant::now();
+        let frame_base = next_frame;
+        // The first frame may take a while (plugin loading, camera warm-up).
+        let mut last_frame = Instant::now() + FIRST_FRAME_GRACE;
         let mut last_lost_report = Instant::now();
         loop {
             if shutdown.load(Ordering::SeqCst) {
@@ -200,16 +208,22 @@ fn analysis_loop(
                         }
                     };
                     let t_ms = offset_ms + f.pts_ns / 1_000_000;
-                    match analyzer.analyse(&frame, f.frame, t_ms, now_ts()) {
+                    let frame_no = (frame_base + f.frame).max(next_frame);
+                    next_frame = frame_no + 1;
+                    match analyzer.analyse(&frame, frame_no, t_ms, now_ts()) {
                         Ok(a) => handle(a, &mut tracker),
                         Err(e) => tracing::error!(frame = f.frame, error = %e, "analysis failed"),
                     }
                 }
                 Ok(None) => {
-                    if last_frame.elapsed() >= STALL && last_lost_report.elapsed() >= Duration::from_secs(1) {
+                    if Instant::now() > last_frame
+                        && last_frame.elapsed() >= STALL
+                        && last_lost_report.elapsed() >= Duration::from_secs(1)
+                    {
                         last_lost_report = Instant::now();
                         tracing::warn!(stalled_s = last_frame.elapsed().as_secs(), "no frames from the camera");
-                        handle(analyzer.camera_lost(0, elapsed_ms(), now_ts()), &mut tracker);
+                        handle(analyzer.camera_lost(next_frame, elapsed_ms(), now_ts()), &mut tracker);
+                        next_frame += 1;
                         if last_frame.elapsed() >= STALL * 3 {
                             break;
                         }
@@ -221,7 +235,8 @@ fn analysis_loop(
                         PullError::Failed(e) => e.to_string(),
                     };
                     tracing::error!(error = %msg, retry_in_s = backoff.as_secs(), "camera lost; restarting");
-                    handle(analyzer.camera_lost(0, elapsed_ms(), now_ts()), &mut tracker);
+                    handle(analyzer.camera_lost(next_frame, elapsed_ms(), now_ts()), &mut tracker);
+                    next_frame += 1;
                     break;
                 }
             }
