@@ -392,7 +392,9 @@ fn running_time(sample: &gst::Sample, ts: Option<gst::ClockTime>) -> Option<u64>
     seg.to_running_time(ts).map(|t| t.nseconds())
 }
 
-fn encoded_unit(sample: &gst::Sample) -> Option<EncodedUnit> {
+/// An encoder's sample as an [`EncodedUnit`] with running-time timestamps
+/// (encoders shift PTS by an offset and compensate in the segment).
+pub fn encoded_unit(sample: &gst::Sample) -> Option<EncodedUnit> {
     let buffer = sample.buffer_owned()?;
     let pts_ns = running_time(sample, buffer.pts())?;
     let dts_ns = running_time(sample, buffer.dts()).unwrap_or(pts_ns);

@@ -13,10 +13,12 @@
 //! or the input at fault.
 
 pub mod capture;
+pub mod clip;
 pub mod encoder;
 pub mod source;
 
 pub use capture::{AnalysisFrame, Capture, CaptureConfig, CaptureStats, EncodedUnit, PullError};
+pub use clip::{ClipInfo, ClipRecorder, ClipSettings};
 pub use source::Source;
 
 /// Errors of this crate. Each names the element, file or setting at fault.
