@@ -61,8 +61,9 @@ const UPGRADES: [&str; SCHEMA_VERSION as usize] = [
         delivered INTEGER NOT NULL DEFAULT 0
     );
     CREATE TABLE clips (
-        incident_id TEXT PRIMARY KEY REFERENCES incidents (id),
-        path TEXT NOT NULL,
+        id INTEGER PRIMARY KEY,
+        incident_id TEXT NOT NULL,
+        path TEXT NOT NULL UNIQUE,
         bytes INTEGER NOT NULL DEFAULT 0,
         uploaded INTEGER NOT NULL DEFAULT 0
     );",
@@ -140,11 +141,20 @@ pub struct IncidentRow {
     pub clip_path: Option<String>,
 }
 
+/// A clip file of an incident, finished and fsynced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClipRow {
+    pub incident_id: String,
+    pub path: String,
+    pub bytes: u64,
+}
+
 /// Something to store.
 #[derive(Clone, Debug)]
 pub enum Record {
     Score(ScoreRow),
     Incident(IncidentRow),
+    Clip(ClipRow),
 }
 
 /// An open spool file.
@@ -228,8 +238,22 @@ impl Spool {
                         reasons = excluded.reasons, clip_path = COALESCE(excluded.clip_path, clip_path), delivered = 0",
                 )
                 .map_err(e)?;
+            let mut clip = tx
+                .prepare_cached(
+                    "INSERT INTO clips (incident_id, path, bytes) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (path) DO UPDATE SET bytes = excluded.bytes",
+                )
+                .map_err(e)?;
+            // The incident names its first clip; chained ones are in `clips`.
+            let mut clip_of = tx
+                .prepare_cached("UPDATE incidents SET clip_path = COALESCE(clip_path, ?2) WHERE id = ?1")
+                .map_err(e)?;
             for r in records {
                 match r {
+                    Record::Clip(c) => {
+                        clip.execute(params![c.incident_id, c.path, c.bytes as i64]).map_err(e)?;
+                        clip_of.execute(params![c.incident_id, c.path]).map_err(e)?
+                    }
                     Record::Score(s) => score
                         .execute(params![
                             s.session_id,

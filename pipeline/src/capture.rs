@@ -140,7 +140,8 @@ pub struct Capture {
 
 /// Called on a GStreamer streaming thread for each encoded access unit; must
 /// not block (push into a bounded structure and return).
-pub type EncodedCallback = Box<dyn Fn(EncodedUnit) + Send + Sync + 'static>;
+/// The caps describe the stream (needed to mux it); they rarely change.
+pub type EncodedCallback = Box<dyn Fn(EncodedUnit, &gst::CapsRef) + Send + Sync + 'static>;
 
 impl Capture {
     /// Builds and starts the pipeline. For a file source this waits for the
@@ -208,9 +209,9 @@ impl Capture {
                 gst_app::AppSinkCallbacks::builder()
                     .new_sample(move |sink| {
                         let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                        if let Some(unit) = encoded_unit(&sample) {
+                        if let (Some(unit), Some(caps)) = (encoded_unit(&sample), sample.caps()) {
                             c.encoded.fetch_add(1, Ordering::Relaxed);
-                            cb(unit);
+                            cb(unit, caps);
                         }
                         Ok(gst::FlowSuccess::Ok)
                     })

@@ -44,3 +44,110 @@ fn run_on_carphone_spools_high_scores_and_stops_cleanly_on_sigint() {
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(check, "ok");
 }
+
+fn bikes_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join("desk.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "device_id = \"e2e-desk\"\n[camera]\nsource = \"file:{}\"\n[model]\npath = \"{}\"\n[spool]\npath = \"{}\"\ncommit_interval_ms = 200\n[clips]\ndir = \"{}\"\n[session]\nalways_on = true\n",
+            asset("assets/bikes.mp4").display(),
+            asset("models/face_detection_short_range.tflite").display(),
+            dir.join("spool.sqlite").display(),
+            dir.join("clips").display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Frames ffprobe decodes in a video file (0 if it cannot read it).
+fn decodable_frames(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+fn files_with_suffix(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with(suffix)).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn kill_9_mid_clip_leaves_a_clip_that_decodes_and_the_next_start_recovers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = bikes_config(dir.path());
+    let clips = dir.path().join("clips");
+    let agent = Agent::start(dir.path(), &config);
+    // Nobody at the desk: an incident at once, and a clip being written.
+    // Wait until the partial clip holds a few one-second fragments.
+    let partial = wait_for(Duration::from_secs(60), || {
+        files_with_suffix(&clips, ".mp4.partial")
+            .into_iter()
+            .find(|p| std::fs::metadata(p).map(|m| m.len() > 300_000).unwrap_or(false))
+    })
+    .expect("a clip is being written");
+    agent.signal("KILL");
+    let out = agent.wait(Duration::from_secs(10));
+    assert!(!out.status.success());
+    let frames = decodable_frames(&partial);
+    assert!(frames >= 30, "the interrupted clip decodes: {frames} frames");
+
+    // A restart recovers it as a finished clip and records it in the spool.
+    let agent = Agent::start(dir.path(), &config);
+    let recovered = partial.with_extension("");
+    let ok = wait_for(Duration::from_secs(30), || recovered.exists().then_some(()));
+    agent.signal("INT");
+    let out = agent.wait(Duration::from_secs(30));
+    assert!(ok.is_some(), "{} was not recovered", recovered.display());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let conn = rusqlite::Connection::open(dir.path().join("spool.sqlite")).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM clips WHERE path = ?1", [recovered.display().to_string()], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1, "the recovered clip is in the spool");
+}
+
+#[test]
+fn sigint_during_a_clip_finishes_it_and_keeps_every_committed_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = bikes_config(dir.path());
+    let clips = dir.path().join("clips");
+    let spool = dir.path().join("spool.sqlite");
+    let agent = Agent::start(dir.path(), &config);
+    wait_for(Duration::from_secs(60), || {
+        (!files_with_suffix(&clips, ".mp4.partial").is_empty() && spool_scores(&spool).len() >= 60).then_some(())
+    })
+    .expect("clip started and scores spooled");
+    let before = spool_scores(&spool).len();
+    agent.signal("INT");
+    let out = agent.wait(Duration::from_secs(30));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(files_with_suffix(&clips, ".partial").is_empty(), "no partial clip left");
+    let finished = files_with_suffix(&clips, ".mp4");
+    assert_eq!(finished.len(), 1);
+    assert!(decodable_frames(&finished[0]) >= 60);
+    let rows = spool_scores(&spool);
+    assert!(rows.len() >= before, "{} scores after stop, {before} committed before", rows.len());
+    let conn = rusqlite::Connection::open(&spool).unwrap();
+    let (n, ended): (i64, Option<String>) =
+        conn.query_row("SELECT COUNT(*), MAX(ended) FROM incidents", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!(n, 1);
+    assert!(ended.is_some(), "the open incident is closed at shutdown");
+    let clip_rows: i64 = conn.query_row("SELECT COUNT(*) FROM clips", [], |r| r.get(0)).unwrap();
+    assert_eq!(clip_rows, 1);
+}

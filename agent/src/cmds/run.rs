@@ -9,16 +9,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use pipeline::{Capture, CaptureConfig, PullError, Source};
+use pipeline::clip::{ClipDone, recover_partials};
+use pipeline::encoder::EncoderSettings;
+use pipeline::{Capture, CaptureConfig, ClipRecorder, ClipSettings, PullError, Source};
 
 use crate::Failure;
 use crate::analysis::{Analysis, Analyzer, now_ts};
 use crate::config::Validated;
 use crate::incident::{Change, Tracker};
-use crate::spool::{Record, ScoreRow, Spool, SpoolWriter};
+use crate::spool::{ClipRow, Record, ScoreRow, Spool, SpoolWriter};
 
 /// No frame for this long: the camera counts as lost.
 const STALL: Duration = Duration::from_secs(3);
+/// While an incident lasts, its clip is extended this often.
+const RETRIGGER: Duration = Duration::from_secs(1);
 /// Extra time allowed for the first frame after a (re)start.
 const FIRST_FRAME_GRACE: Duration = Duration::from_secs(7);
 /// Restart backoff: doubles from the first to the last.
@@ -37,7 +41,10 @@ pub fn run(config: Option<&Path>) -> Result<(), Failure> {
         device = %cfg.device_id, source = %cfg.source, width = cfg.width, height = cfg.height, fps = cfg.fps,
         spool = %cfg.spool_path.display(), always_on = cfg.always_on, "invigil starting"
     );
-    let result = analysis_loop(&cfg, analyzer, &writer, &shutdown);
+    let recorder = clip_recorder(&cfg, &writer)?;
+    let result = analysis_loop(&cfg, analyzer, &writer, &recorder, &shutdown);
+    // Finish the clip being written before the last spool commit.
+    recorder.flush();
     writer.close();
     let _ = writer_thread.join();
     let committed = writer.stats.committed.load(Ordering::Relaxed);
@@ -79,6 +86,28 @@ fn spawn_signal_handler(shutdown: Arc<AtomicBool>) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The clip recorder; finished clips become spool records. Clips left
+/// half-written by a crash are recovered first (fragmented MP4 plays).
+fn clip_recorder(cfg: &Validated, writer: &SpoolWriter) -> Result<ClipRecorder, Failure> {
+    for path in recover_partials(&cfg.clips_dir) {
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let incident_id = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        tracing::warn!(clip = %path.display(), "recovered a clip interrupted by a crash");
+        writer.push(Record::Clip(ClipRow { incident_id, path: path.display().to_string(), bytes }));
+    }
+    let w = writer.clone();
+    let done: ClipDone = Arc::new(move |r| match r {
+        Ok(c) => {
+            tracing::info!(clip = %c.path.display(), frames = c.frames, bytes = c.bytes,
+                seconds = (c.end_ns - c.start_ns) as f64 / 1e9, "clip written");
+            w.push(Record::Clip(ClipRow { incident_id: c.label, path: c.path.display().to_string(), bytes: c.bytes }));
+        }
+        Err(e) => tracing::error!(error = %e, "clip failed"),
+    });
+    ClipRecorder::new(ClipSettings::new(cfg.clips_dir.clone(), cfg.clip_length_s, cfg.preroll_s), done)
+        .map_err(Failure::runtime)
+}
+
 fn capture_config(cfg: &Validated) -> CaptureConfig {
     let mut cc = CaptureConfig::new(cfg.source.clone());
     cc.width = cfg.width;
@@ -89,6 +118,9 @@ fn capture_config(cfg: &Validated) -> CaptureConfig {
     // A file plays like a camera: in real time, over and over.
     cc.looping = matches!(cfg.source, Source::File(_));
     cc.realtime = true;
+    // About 0.1 bit per pixel: 1 Mbit/s at 640x480@30, 270 kbit/s at 480x360@15.
+    let kbps = (cfg.width as u64 * cfg.height as u64 * cfg.fps as u64 / 9_000).clamp(200, 8000) as u32;
+    cc.encoder = Some(EncoderSettings::new(&cfg.encoder, cfg.fps, kbps));
     cc
 }
 
@@ -138,9 +170,11 @@ fn analysis_loop(
     cfg: &Validated,
     mut analyzer: Analyzer,
     writer: &SpoolWriter,
+    recorder: &ClipRecorder,
     shutdown: &AtomicBool,
 ) -> Result<(), Failure> {
     let spooling = cfg.always_on;
+    let mut last_trigger = Instant::now();
     let mut tracker = Tracker::default();
     let mut printer = Printer { last: Instant::now(), frames: 0 };
     let mut backoff = BACKOFF.0;
@@ -149,7 +183,9 @@ fn analysis_loop(
     let mut next_frame: u64 = 0;
     let started = Instant::now();
     let elapsed_ms = || started.elapsed().as_millis() as u64;
-    let mut handle = |a: Analysis, tracker: &mut Tracker| {
+    // `pts_ns`: running time of the frame in the current capture (for clips).
+    let mut handle = |mut a: Analysis, pts_ns: Option<u64>, tracker: &mut Tracker| {
+        a.recording = recorder.is_recording();
         printer.frame(&a);
         if spooling {
             writer.push(Record::Score(ScoreRow::from_analysis(&a, None)));
@@ -158,6 +194,10 @@ fn analysis_loop(
             Some(Change::Opened(row)) => {
                 tracing::warn!(incident = %row.id, score = a.focus_score, reasons = %row.reasons, "incident opened");
                 if spooling {
+                    if let Some(t) = pts_ns {
+                        recorder.trigger(t, &row.id);
+                        last_trigger = Instant::now();
+                    }
                     writer.push(Record::Incident(row));
                 }
             }
@@ -167,18 +207,32 @@ fn analysis_loop(
                     writer.push(Record::Incident(row));
                 }
             }
-            None => {}
+            None => {
+                // Extend the clip while the incident lasts.
+                if let (Some(row), Some(t)) = (tracker.current(), pts_ns)
+                    && spooling
+                    && last_trigger.elapsed() >= RETRIGGER
+                {
+                    recorder.trigger(t, &row.id);
+                    last_trigger = Instant::now();
+                }
+            }
         }
     };
 
     'outer: while !shutdown.load(Ordering::SeqCst) {
-        let capture = match Capture::start(capture_config(cfg), None) {
+        let rec = recorder.clone();
+        let on_encoded: pipeline::capture::EncodedCallback = Box::new(move |unit, caps| {
+            rec.set_caps(caps.to_owned());
+            rec.push(unit);
+        });
+        let capture = match Capture::start(capture_config(cfg), Some(on_encoded)) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, retry_in_s = backoff.as_secs(), "camera failed to start");
                 let a = analyzer.camera_lost(next_frame, elapsed_ms(), now_ts());
                 next_frame += 1;
-                handle(a, &mut tracker);
+                handle(a, None, &mut tracker);
                 if sleep_unless(shutdown, backoff) {
                     break;
                 }
@@ -211,7 +265,7 @@ fn analysis_loop(
                     let frame_no = (frame_base + f.frame).max(next_frame);
                     next_frame = frame_no + 1;
                     match analyzer.analyse(&frame, frame_no, t_ms, now_ts()) {
-                        Ok(a) => handle(a, &mut tracker),
+                        Ok(a) => handle(a, Some(f.pts_ns), &mut tracker),
                         Err(e) => tracing::error!(frame = f.frame, error = %e, "analysis failed"),
                     }
                 }
@@ -222,7 +276,7 @@ fn analysis_loop(
                     {
                         last_lost_report = Instant::now();
                         tracing::warn!(stalled_s = last_frame.elapsed().as_secs(), "no frames from the camera");
-                        handle(analyzer.camera_lost(next_frame, elapsed_ms(), now_ts()), &mut tracker);
+                        handle(analyzer.camera_lost(next_frame, elapsed_ms(), now_ts()), None, &mut tracker);
                         next_frame += 1;
                         if last_frame.elapsed() >= STALL * 3 {
                             break;
@@ -235,7 +289,7 @@ fn analysis_loop(
                         PullError::Failed(e) => e.to_string(),
                     };
                     tracing::error!(error = %msg, retry_in_s = backoff.as_secs(), "camera lost; restarting");
-                    handle(analyzer.camera_lost(next_frame, elapsed_ms(), now_ts()), &mut tracker);
+                    handle(analyzer.camera_lost(next_frame, elapsed_ms(), now_ts()), None, &mut tracker);
                     next_frame += 1;
                     break;
                 }
