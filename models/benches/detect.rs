@@ -1,0 +1,219 @@
+//! Per-frame cost of the analysis on 640x480 RGB frames, per backend and
+//! thread count: preprocess + inference + decode + score against bare
+//! inference. A plain timing binary (std::time::Instant, medians over many
+//! frames) rather than criterion, which as a dev-dependency would be compiled
+//! for every `cargo test` of this crate.
+//!
+//!   cargo bench -p models --bench detect                      # tflite
+//!   cargo bench -p models --bench detect --features litert    # and litert
+//!   scripts/bench-models                                      # both, fetching LiteRT first
+//!
+//! Frames: 60 frames of carphone_pristine.mp4 scaled to 640x480 and
+//! astronaut.png scaled to 480x480 centred in 640x480, decoded by ffmpeg.
+//! Without `--bench` (as `cargo test --benches` runs it) each case runs a few
+//! frames only, as a smoke test.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use models::blazeface::{self, Letterbox};
+use models::{FaceDetector, RgbFrame, ScoreConfig, Scorer, Signals, TfliteDetector};
+use tflite::ops::builtin::BuiltinOpResolver;
+use tflite::{FlatBufferModel, InterpreterBuilder};
+
+const W: usize = 640;
+const H: usize = 480;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn asset(name: &str) -> PathBuf {
+    let p = root().join(name);
+    assert!(p.exists(), "{} is missing: run scripts/fetch-assets", p.display());
+    p
+}
+
+/// Decodes `input` with ffmpeg through `filter` into at most `max` packed 640x480 RGB frames.
+fn ffmpeg_frames(input: &Path, filter: &str, max: usize) -> Vec<Vec<u8>> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(input)
+        .args(["-vf", filter, "-frames:v", &max.to_string(), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout.chunks_exact(W * H * 3).map(<[u8]>::to_vec).collect()
+}
+
+fn frames() -> Vec<Vec<u8>> {
+    let mut f = ffmpeg_frames(&asset("assets/carphone_pristine.mp4"), "scale=640:480", 60);
+    f.extend(ffmpeg_frames(&asset("assets/astronaut.png"), "scale=480:480,pad=640:480:80:0", 1));
+    assert_eq!(f.len(), 61);
+    f
+}
+
+/// CPU time of the calling thread: unlike wall time, it does not count the
+/// time other processes hold the core, so single-thread figures stay
+/// comparable on a shared machine.
+fn thread_cpu_time() -> Duration {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    unsafe extern "C" {
+        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: a valid out-pointer; Linux's clock_gettime with a valid clock id.
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    Duration::new(ts.sec as u64, ts.nsec as u32)
+}
+
+/// Wall time per call (minimum, median, 90th percentile) and the calling
+/// thread's CPU time per call (median), in ms, over `iters` calls of `f(i)`.
+struct Stats {
+    min: f64,
+    median: f64,
+    p90: f64,
+    cpu: f64,
+}
+
+fn time(iters: usize, mut f: impl FnMut(usize)) -> Stats {
+    for i in 0..iters.min(50) {
+        f(i); // warm-up: caches, thread pools, lazy allocations
+    }
+    let (mut wall, mut cpu): (Vec<Duration>, Vec<Duration>) = (0..iters)
+        .map(|i| {
+            let (start, start_cpu) = (Instant::now(), thread_cpu_time());
+            f(i);
+            (start.elapsed(), thread_cpu_time() - start_cpu)
+        })
+        .unzip();
+    wall.sort();
+    cpu.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    Stats {
+        min: ms(wall[0]),
+        median: ms(wall[wall.len() / 2]),
+        p90: ms(wall[wall.len() * 9 / 10]),
+        cpu: ms(cpu[cpu.len() / 2]),
+    }
+}
+
+fn row(name: &str, s: &Stats, note: &str) {
+    println!("| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {note} |", s.min, s.median, s.p90, s.cpu);
+}
+
+/// How much the full frame costs over bare inference: by CPU time with one
+/// thread (robust to other load), by median wall time with more.
+fn overhead(all: &Stats, bare: &Stats, threads: usize) -> String {
+    if threads == 1 {
+        format!("{:+.0}% over bare (CPU)", (all.cpu / bare.cpu - 1.0) * 100.0)
+    } else {
+        format!("{:+.0}% over bare (wall)", (all.median / bare.median - 1.0) * 100.0)
+    }
+}
+
+/// Cases to run: those whose name contains one of the non-flag arguments
+/// (all when there are none), e.g. `cargo bench -p models -- litert`.
+fn wanted(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+/// The full per-frame work of the agent's analysis loop: detect
+/// (preprocess + inference + decode), frame statistics, signals, score.
+fn full(det: &mut dyn FaceDetector, frames: &[Vec<u8>], iters: usize) -> Stats {
+    let mut scorer = Scorer::new(ScoreConfig::default());
+    time(iters, |i| {
+        let frame = RgbFrame::packed(W, H, &frames[i % frames.len()]).unwrap();
+        let faces = det.detect(&frame).unwrap();
+        let signals = Signals::from_frame(&faces, &frame.stats());
+        std::hint::black_box(scorer.update(i as u64 * 33, &signals));
+    })
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let iters = if bench { 2000 } else { 5 };
+    let model = asset("models/face_detection_short_range.tflite");
+    let frames = frames();
+    let frame = |i: usize| RgbFrame::packed(W, H, &frames[i % frames.len()]).unwrap();
+    let mut input = vec![0f32; 128 * 128 * 3];
+    blazeface::preprocess(&frame(0), &mut input);
+
+    println!("BlazeFace short-range, 640x480 RGB frames, {iters} frames per case (ms per frame)\n");
+    println!("| case | wall min | wall median | wall p90 | CPU median | |");
+    println!("| --- | ---: | ---: | ---: | ---: | --- |");
+
+    // The backend-independent parts on their own.
+    let name = "preprocess (letterbox 640x480 to 128x128, bilinear)";
+    if wanted(name) {
+        let mut t = vec![0f32; 128 * 128 * 3];
+        let stats = time(iters, |i| {
+            blazeface::preprocess(&frame(i), &mut t);
+        });
+        row(name, &stats, "a new frame each time, from memory");
+        let stats = time(iters, |_| {
+            blazeface::preprocess(&frame(0), &mut t);
+        });
+        row(name, &stats, "the same frame, in cache");
+    }
+    let (reg, logits) = TfliteDetector::load(&model, 1).unwrap().run_raw(&input).unwrap();
+    let anchors = blazeface::anchors();
+    let lb = Letterbox::for_frame(W, H);
+    let name = "decode (896 anchors, weighted NMS)";
+    if wanted(name) {
+        row(name, &time(iters, |_| drop(std::hint::black_box(blazeface::decode(&reg, &logits, &anchors, &lb)))), "");
+    }
+    let name = "frame stats + pose + score";
+    if wanted(name) {
+        let mut scorer = Scorer::new(ScoreConfig::default());
+        let faces = blazeface::decode(&reg, &logits, &anchors, &lb);
+        let stats = time(iters, |i| {
+            let signals = Signals::from_frame(&faces, &frame(i).stats());
+            std::hint::black_box(scorer.update(i as u64 * 33, &signals));
+        });
+        row(name, &stats, "");
+    }
+
+    for threads in [1, 2] {
+        let name = format!("tflite {threads} thread(s)");
+        if !wanted(&name) {
+            continue;
+        }
+        // Bare inference: the interpreter alone, input already in place.
+        let fb = FlatBufferModel::build_from_file(&model).unwrap();
+        let mut interp =
+            InterpreterBuilder::new(fb, BuiltinOpResolver::default()).unwrap().build_with_threads(threads).unwrap();
+        interp.allocate_tensors().unwrap();
+        let idx = interp.inputs()[0];
+        interp.tensor_data_mut::<f32>(idx).unwrap().copy_from_slice(&input);
+        let bare = time(iters, |_| interp.invoke().unwrap());
+        row(&format!("{name}: bare inference"), &bare, "");
+        let mut det = TfliteDetector::load(&model, threads as usize).unwrap();
+        let all = full(&mut det, &frames, iters);
+        row(&format!("{name}: full frame"), &all, &overhead(&all, &bare, threads as usize));
+    }
+
+    #[cfg(feature = "litert")]
+    for threads in [1, 2] {
+        let name = format!("litert {threads} thread(s)");
+        if !wanted(&name) {
+            continue;
+        }
+        let mut det = models::LiteRtDetector::load(&model, threads).unwrap();
+        det.run_raw(&input).unwrap();
+        let bare = time(iters, |_| det.invoke().unwrap());
+        row(&format!("{name}: bare inference"), &bare, "");
+        let all = full(&mut det, &frames, iters);
+        row(&format!("{name}: full frame"), &all, &overhead(&all, &bare, threads));
+    }
+    #[cfg(not(feature = "litert"))]
+    println!("\n(litert: build with --features litert, see scripts/bench-models)");
+}
