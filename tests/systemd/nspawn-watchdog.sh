@@ -11,6 +11,10 @@
 #   4. `systemctl stop` ends it cleanly within TimeoutStopSec.
 # Steps 2-3 need the agent's sd_notify code: without "READY=1" in the binary,
 # step 2 runs under a Type=simple drop-in and step 3 is reported as SKIPPED.
+# INVIGIL_NSPAWN_AGENT=stub runs tests/systemd/stub-agent.py (READY=1 and
+# WATCHDOG=1 only, no frames) in place of the agent, to prove steps 3-4.
+# INVIGIL_NSPAWN_DROPIN=FILE.conf adds a drop-in to the unit, to try a
+# variant (e.g. "[Service]\nSystemCallErrorNumber=kill").
 #
 # Needs root, systemd-container and debootstrap (installed if missing) and the
 # network the first time: the container root (~600 MB) is cached under
@@ -41,21 +45,25 @@ croot="$cache/nspawn-root"
 RUNTIME_PACKAGES=(
   libgstreamer1.0-0 libgstreamer-plugins-base1.0-0 gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-  gstreamer1.0-libav gstreamer1.0-tools sqlite3
+  gstreamer1.0-libav gstreamer1.0-tools sqlite3 python3-minimal
 )
-if [ -n "${INVIGIL_NSPAWN_REBUILD:-}" ] || [ ! -e "$croot/.invigil-ready" ]; then
+agent_bin=$INVIGIL_BIN mode=agent
+if [ "${INVIGIL_NSPAWN_AGENT:-}" = stub ]; then agent_bin=$root/tests/systemd/stub-agent.py mode=stub; fi
+# The root is rebuilt when asked or when the package list changes.
+if [ -n "${INVIGIL_NSPAWN_REBUILD:-}" ] || [ "$(cat "$croot/.invigil-ready" 2>/dev/null)" != "${RUNTIME_PACKAGES[*]}" ]; then
   echo "== building the container root in $croot (once)"
   rm -rf "$croot" "$croot.tmp"
   mkdir -p "$cache"
   debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$croot.tmp" http://deb.debian.org/debian >"$cache/nspawn-debootstrap.log" 2>&1 \
     || { tail -20 "$cache/nspawn-debootstrap.log"; exit 1; }
-  chroot "$croot.tmp" apt-get update -qq
-  chroot "$croot.tmp" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${RUNTIME_PACKAGES[@]}" >/dev/null
-  chroot "$croot.tmp" apt-get clean
+  { chroot "$croot.tmp" apt-get update -qq &&
+    chroot "$croot.tmp" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${RUNTIME_PACKAGES[@]}" &&
+    chroot "$croot.tmp" apt-get clean; } >>"$cache/nspawn-debootstrap.log" 2>&1 \
+    || { tail -20 "$cache/nspawn-debootstrap.log"; exit 1; }
   # What the SD image / package must provide: a gpio group (Raspberry Pi OS has one).
   chroot "$croot.tmp" sh -c 'getent group gpio >/dev/null || groupadd -r gpio'
   echo nspawn-test >"$croot.tmp/etc/hostname"
-  touch "$croot.tmp/.invigil-ready"
+  echo "${RUNTIME_PACKAGES[*]}" >"$croot.tmp/.invigil-ready"
   mv "$croot.tmp" "$croot"
 fi
 
@@ -63,6 +71,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/out" "$work/lib" "$work/etc"
 chmod 0755 "$work/etc" "$work/lib"
+echo "$mode" >"$work/lib/mode"
+mkdir -p "$work/lib/dropins"
+[ -z "${INVIGIL_NSPAWN_DROPIN:-}" ] || cp "$INVIGIL_NSPAWN_DROPIN" "$work/lib/dropins/test.conf"
 
 cat >"$work/etc/config.toml" <<'EOF'
 device_id = "nspawn-test"
@@ -148,13 +159,20 @@ install -m 0640 -g video /dev/null /srv/video-group-file
 install -m 0640 -g gpio /dev/null /srv/gpio-group-file
 install -m 0640 /dev/null /srv/root-only-file
 rm -rf /var/lib/private/invigil /var/cache/private/invigil
+rm -rf /run/systemd/system/invigil.service.d
+if [ -e /usr/local/lib/invigil-test/dropins/test.conf ]; then
+  mkdir -p /run/systemd/system/invigil.service.d
+  cp /usr/local/lib/invigil-test/dropins/test.conf /run/systemd/system/invigil.service.d/test.conf
+  say "drop-in: $(tr '\n' ' ' </usr/local/lib/invigil-test/dropins/test.conf)"
+  systemctl daemon-reload
+fi
 
 say "== 1. sandbox probe (the unit's sandbox, a shell in place of the agent)"
 sed -e 's#^ExecStart=.*#ExecStart=/usr/local/lib/invigil-test/probe.sh#' -e 's/^Type=notify/Type=oneshot/' \
     -e '/^WatchdogSec=/d' -e '/^Restart=/d' -e '/^RestartSec=/d' /etc/systemd/system/invigil.service >/run/systemd/system/invigil-probe.service
 systemctl daemon-reload
 systemctl start invigil-probe.service || fail "probe unit: $(systemctl show -P Result invigil-probe.service)"
-journalctl --no-pager -o cat -u invigil-probe.service | grep '^probe'
+journalctl -b --no-pager -o cat -u invigil-probe.service | grep '^probe'
 
 say "== 2. the agent under the unit"
 if grep -qa 'READY=1' /usr/bin/invigil; then notify=1; else
@@ -171,9 +189,13 @@ fi
 say "started (active) after $(( $(date +%s) - t0 )) s; StatusText=$(prop StatusText)"
 sleep 8
 [ "$(prop ActiveState)" = active ] || fail "not active after 8 s: $(prop ActiveState)/$(prop SubState) Result=$(prop Result)"
-rows=$(sqlite3 /var/lib/private/invigil/spool.sqlite 'select count(*) from scores' 2>&1)
-say "spool rows after 8 s: $rows"
-[ "${rows:-0}" -gt 0 ] 2>/dev/null || fail "no scores in the spool"
+if [ "$(cat /usr/local/lib/invigil-test/mode)" = agent ]; then
+  rows=$(sqlite3 /var/lib/private/invigil/spool.sqlite 'select count(*) from scores' 2>&1)
+  say "spool rows after 8 s: $rows"
+  [ "${rows:-0}" -gt 0 ] 2>/dev/null || fail "no scores in the spool"
+else
+  say "stub agent: no spool check"
+fi
 
 if [ $notify = 1 ]; then
   say "== 3. watchdog"
@@ -189,7 +211,7 @@ if [ $notify = 1 ]; then
   done
   if [ $restarted = 1 ]; then
     say "restarted by the watchdog after $(( $(date +%s) - t0 )) s: NRestarts=$(prop NRestarts) MainPID=$(prop MainPID)"
-    journalctl --no-pager -o cat -u invigil.service | grep -i 'watchdog' | head -3
+    journalctl -b --no-pager -o cat -u invigil.service | grep -i 'watchdog' | head -3 | sed 's/^/[driver]   journal: /'
   else
     fail "no watchdog restart within 120 s: $(prop ActiveState)/$(prop SubState) NRestarts=$(prop NRestarts)"
   fi
@@ -198,6 +220,8 @@ else
   say "== 3. watchdog: SKIPPED (no sd_notify in the agent yet)"
 fi
 
+say "agent log lines with WARN/ERROR/CRITICAL/HOME: $(journalctl -b --no-pager -o cat -u invigil.service | grep -cE 'WARN|ERROR|CRITICAL|getpw|HOME')"
+journalctl -b --no-pager -o cat -u invigil.service | grep -E 'WARN|ERROR|CRITICAL|getpw|HOME' | head -5 | sed 's/^/[driver]   /'
 say "== 4. stop"
 t0=$(date +%s)
 systemctl stop invigil.service
@@ -207,10 +231,10 @@ finish
 EOF
 chmod +x "$work/lib/probe.sh" "$work/lib/driver.sh"
 
-echo "== booting systemd in $croot"
+echo "== booting systemd in $croot (agent: $agent_bin)"
 rc=0
 timeout 420 systemd-nspawn --quiet --register=no --keep-unit --console=pipe -D "$croot" \
-  --bind-ro="$INVIGIL_BIN:/usr/bin/invigil" \
+  --bind-ro="$agent_bin:/usr/bin/invigil" \
   --bind-ro="$root/$MODEL:/usr/share/invigil/models/face_detection_short_range.tflite" \
   --bind-ro="$root/$VIDEO:/usr/share/invigil/test.mp4" \
   --bind-ro="$root/systemd/invigil.service:/etc/systemd/system/invigil.service" \
