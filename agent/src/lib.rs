@@ -6,6 +6,10 @@
 //! - [`analysis`]: detector + scorer per stream, producing the result JSON.
 //! - [`incident`]: spans of low score.
 //! - [`spool`]: the durable SQLite spool and its writer thread.
+//! - [`sync`]: score batches upstream (HTTP), with retry and dead-letters.
+//! - [`upload`]: clips to object storage (S3 or a folder).
+//! - [`gpio`]: the recording light and call button, behind a small trait.
+//! - [`service`]: systemd notifications (READY, WATCHDOG, STATUS, STOPPING).
 //! - [`cmds`]: one module per `invigil` subcommand.
 //!
 //! Errors: each module has its own error enum; commands turn them into a
@@ -14,8 +18,12 @@
 pub mod analysis;
 pub mod cmds;
 pub mod config;
+pub mod gpio;
 pub mod incident;
+pub mod service;
 pub mod spool;
+pub mod sync;
+pub mod upload;
 
 /// A command's failure: one line for stderr and the exit code.
 #[derive(Debug)]

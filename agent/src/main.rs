@@ -37,6 +37,11 @@ enum Command {
     },
     /// List cameras and the H.264 encoders that work here.
     Devices,
+    /// Self-test: config, model, camera, encoder, spool, clips, upstream. Exit 1 if any fails.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Show what the spool holds.
     Spool {
         #[command(subcommand)]
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
         Command::Run { config } => cmds::run::run(config.as_deref()),
         Command::Score { video, json, config } => cmds::score::run(&video, json.as_deref(), config.as_deref()),
         Command::Devices => cmds::devices::run(),
+        Command::Check { config } => cmds::check::run(config.as_deref()),
         Command::Spool { what: SpoolCommand::Stats, config } => cmds::spool::stats(config.as_deref()),
     };
     match result {

@@ -73,6 +73,9 @@ pub struct AnalysisFrame {
     pub height: usize,
     /// Bytes per row (RGB rows are padded to 4 bytes).
     pub stride: usize,
+    /// Pipeline clock time since the frame's timestamp when it was pulled:
+    /// the capture-to-analysis delay (0 if the clock is not running yet).
+    pub age_ns: u64,
     map: gst::buffer::MappedBuffer<gst::buffer::Readable>,
 }
 
@@ -230,7 +233,8 @@ impl Capture {
             // A segment seek makes the end of the file post SEGMENT_DONE
             // (handled in pull) instead of EOS. Done in PLAYING: the pacing
             // element before the tee would block a preroll in PAUSED.
-            self.pipeline
+            if self
+                .pipeline
                 .seek(
                     1.0,
                     gst::SeekFlags::FLUSH | gst::SeekFlags::SEGMENT,
@@ -239,7 +243,11 @@ impl Capture {
                     gst::SeekType::None,
                     gst::ClockTime::NONE,
                 )
-                .map_err(|_| self.file_or_build("cannot seek, so cannot loop".into()))?;
+                .is_err()
+            {
+                // A pipe or a stream: play it once.
+                tracing::warn!(source = %self.cfg.source, "the source cannot seek, so it will not loop");
+            }
         }
         Ok(())
     }
@@ -329,6 +337,7 @@ impl Capture {
         let pts_ns =
             if self.counters.analysed.load(Ordering::Relaxed) > 0 && raw <= last { last + frame_ns } else { raw };
         self.counters.last_pts.store(pts_ns, Ordering::Relaxed);
+        let age_ns = self.pipeline.current_running_time().map(|now| now.nseconds().saturating_sub(raw)).unwrap_or(0);
         let map = buffer.into_mapped_buffer_readable().map_err(|_| PipelineError::Build("cannot map frame".into()))?;
         let fps = self.cfg.fps.max(1) as u64;
         let frame = if self.cfg.realtime {
@@ -343,6 +352,7 @@ impl Capture {
             width: info.width() as usize,
             height: info.height() as usize,
             stride: info.stride()[0] as usize,
+            age_ns,
             map,
         })
     }
@@ -359,6 +369,11 @@ impl Capture {
             encoded: c.encoded.load(Ordering::Relaxed),
             loops: c.loops.load(Ordering::Relaxed),
         }
+    }
+
+    /// Length of a file source, once known (for progress bars).
+    pub fn duration_ns(&self) -> Option<u64> {
+        self.pipeline.query_duration::<gst::ClockTime>().map(|d| d.nseconds())
     }
 
     /// The encoder element in use, if encoding.

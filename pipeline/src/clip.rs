@@ -95,8 +95,7 @@ impl Ring {
         let newest = unit.pts_ns;
         self.units.push_back(unit);
         // Drop the oldest GOP while the next keyframe alone still covers `keep_ns`.
-        loop {
-            let Some(second_key) = self.units.iter().skip(1).position(|u| u.keyframe).map(|i| i + 1) else { break };
+        while let Some(second_key) = self.units.iter().skip(1).position(|u| u.keyframe).map(|i| i + 1) {
             let covered = newest.saturating_sub(self.units[second_key].pts_ns) >= keep_ns;
             if !(covered || self.bytes > RING_MAX_BYTES) {
                 break;
@@ -434,7 +433,7 @@ mod tests {
             pts_ns: i * 33_333_333,
             dts_ns: i * 33_333_333,
             duration_ns: 33_333_333,
-            keyframe: i % key_every == 0,
+            keyframe: i.is_multiple_of(key_every),
         }
     }
 

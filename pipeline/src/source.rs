@@ -76,7 +76,8 @@ impl Source {
     pub fn precheck(&self) -> Result<(), PipelineError> {
         match self {
             Source::File(p) => match std::fs::metadata(p) {
-                Ok(m) if m.is_file() => Ok(()),
+                // A FIFO is a stream from another process (plays once).
+                Ok(m) if m.is_file() || std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()) => Ok(()),
                 Ok(_) => {
                     Err(PipelineError::File { path: p.display().to_string(), reason: "not a regular file".into() })
                 }

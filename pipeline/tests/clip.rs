@@ -214,7 +214,7 @@ fn a_long_incident_chains_clips_on_a_keyframe_with_no_gap_and_no_frame_twice() {
         let pts = u.pts_ns;
         rec.push(u);
         // An incident that keeps re-triggering every 2 s from 6.7 s to 26.7 s.
-        if pts >= 200 * FRAME_NS && pts <= 800 * FRAME_NS && (pts / FRAME_NS) % 60 == 20 {
+        if (200 * FRAME_NS..=800 * FRAME_NS).contains(&pts) && (pts / FRAME_NS) % 60 == 20 {
             rec.trigger(pts, "long");
         }
     });

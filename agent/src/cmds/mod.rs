@@ -1,5 +1,6 @@
 //! One module per subcommand; each returns `Result<(), Failure>`.
 
+pub mod check;
 pub mod devices;
 pub mod run;
 pub mod score;
@@ -9,9 +10,21 @@ use crate::Failure;
 use crate::analysis::Analyzer;
 use crate::config::Validated;
 
-/// Plain text logs on stderr; `RUST_LOG` filters (default `info`).
+/// Logs: to the journal with structured fields when systemd connected our
+/// stderr to it (`JOURNAL_STREAM`), else plain text on stderr. `RUST_LOG`
+/// filters (default `info`). Tokens are never logged.
 pub fn init_logging() {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(journald.with_syslog_identifier("invigil".into()))
+            .try_init();
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

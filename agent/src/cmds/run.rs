@@ -17,6 +17,7 @@ use crate::Failure;
 use crate::analysis::{Analysis, Analyzer, now_ts};
 use crate::config::Validated;
 use crate::incident::{Change, Tracker};
+use crate::service::Service;
 use crate::spool::{ClipRow, Record, ScoreRow, Spool, SpoolWriter};
 
 /// No frame for this long: the camera counts as lost.
@@ -32,8 +33,16 @@ pub fn run(config: Option<&Path>) -> Result<(), Failure> {
     let cfg = super::load_config(config)?;
     let analyzer = super::analyzer(&cfg)?;
     cfg.source.precheck().map_err(Failure::runtime)?;
-    let spool = Spool::open(&cfg.spool_path).map_err(Failure::runtime)?;
+    let sync_settings = crate::sync::SyncSettings::from_config(&cfg).map_err(Failure::usage)?;
+    let upload_settings = crate::upload::UploadSettings::from_config(&cfg).map_err(Failure::usage)?;
+    let mut spool = Spool::open(&cfg.spool_path).map_err(Failure::runtime)?;
+    let limits = crate::spool::SpoolLimits { max_bytes: cfg.spool_max_disk_mb << 20, ..Default::default() };
+    spool.set_limits(limits).map_err(Failure::runtime)?;
     let (writer, writer_thread) = SpoolWriter::start(spool, Duration::from_millis(cfg.commit_interval_ms));
+    // Sync and upload: threads of their own, stopped after the last commit.
+    let sync = sync_settings.map(|s| crate::sync::spawn(s, &cfg.spool_path, Some(writer.stats.clone())));
+    let sync = sync.transpose().map_err(Failure::runtime)?;
+    let upload = crate::upload::spawn(upload_settings, &cfg.spool_path).map_err(Failure::runtime)?;
 
     let shutdown = Arc::new(AtomicBool::new(false));
     spawn_signal_handler(shutdown.clone())?;
@@ -42,11 +51,28 @@ pub fn run(config: Option<&Path>) -> Result<(), Failure> {
         spool = %cfg.spool_path.display(), always_on = cfg.always_on, "invigil starting"
     );
     let recorder = clip_recorder(&cfg, &writer)?;
-    let result = analysis_loop(&cfg, analyzer, &writer, &recorder, &shutdown);
+    let gpio_thread = match &cfg.raw.gpio {
+        Some(g) => {
+            let pins = crate::gpio::open(g.recording_led, g.call_button).map_err(Failure::runtime)?;
+            Some(spawn_panel(pins, recorder.clone(), writer.clone(), cfg.device_id.clone(), shutdown.clone()))
+        }
+        None => None,
+    };
+    let mut service = Service::from_env();
+    let result = analysis_loop(&cfg, analyzer, &writer, &recorder, &shutdown, &mut service);
+    service.stopping();
+    shutdown.store(true, Ordering::SeqCst);
+    if let Some(t) = gpio_thread {
+        let _ = t.join();
+    }
     // Finish the clip being written before the last spool commit.
     recorder.flush();
     writer.close();
     let _ = writer_thread.join();
+    upload.stop();
+    if let Some(s) = sync {
+        s.stop(Duration::from_secs(3));
+    }
     let committed = writer.stats.committed.load(Ordering::Relaxed);
     tracing::info!(committed, dropped = writer.stats.dropped.load(Ordering::Relaxed), "spool flushed; stopped");
     result
@@ -106,6 +132,43 @@ fn clip_recorder(cfg: &Validated, writer: &SpoolWriter) -> Result<ClipRecorder, 
     });
     ClipRecorder::new(ClipSettings::new(cfg.clips_dir.clone(), cfg.clip_length_s, cfg.preroll_s), done)
         .map_err(Failure::runtime)
+}
+
+/// Drives the recording light and the call button every 10 ms until shutdown.
+/// A press becomes a `help_requested` incident.
+fn spawn_panel(
+    mut pins: Box<dyn crate::gpio::Pins>,
+    recorder: ClipRecorder,
+    writer: SpoolWriter,
+    device_id: String,
+    shutdown: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut panel = crate::gpio::Panel::default();
+        let start = Instant::now();
+        let mut presses = 0u64;
+        while !shutdown.load(Ordering::SeqCst) {
+            let now = start.elapsed().as_millis() as u64;
+            if panel.tick(pins.as_mut(), recorder.is_recording(), now).is_some() {
+                presses += 1;
+                let ts = now_ts();
+                let id = format!("{device_id}-help-{}-{presses}", ts.replace([':', '.', '-'], ""));
+                tracing::warn!(incident = %id, "call button: help requested");
+                writer.push(Record::Incident(crate::spool::IncidentRow {
+                    id,
+                    session_id: None,
+                    student_id: None,
+                    started: ts.clone(),
+                    ended: Some(ts),
+                    min_score: 100,
+                    reasons: "[\"help_requested\"]".into(),
+                    clip_path: None,
+                }));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        pins.set_light(false);
+    })
 }
 
 fn capture_config(cfg: &Validated) -> CaptureConfig {
@@ -172,6 +235,7 @@ fn analysis_loop(
     writer: &SpoolWriter,
     recorder: &ClipRecorder,
     shutdown: &AtomicBool,
+    service: &mut Service,
 ) -> Result<(), Failure> {
     let spooling = cfg.always_on;
     let mut last_trigger = Instant::now();
@@ -181,6 +245,11 @@ fn analysis_loop(
     // Frame numbers keep counting across camera restarts and gaps, so the
     // spool and upstream see one increasing sequence per run.
     let mut next_frame: u64 = 0;
+    let mut encoder_name: Option<String> = None;
+    // Capture-to-score latency of every analysed frame (microseconds), for
+    // the summary at exit: bounded to the last hour at 30 FPS.
+    let mut latencies_us: std::collections::VecDeque<u32> = std::collections::VecDeque::new();
+    let (mut analysed, mut dropped, mut encoded) = (0u64, 0u64, 0u64);
     let started = Instant::now();
     let elapsed_ms = || started.elapsed().as_millis() as u64;
     // `pts_ns`: running time of the frame in the current capture (for clips).
@@ -230,6 +299,7 @@ fn analysis_loop(
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, retry_in_s = backoff.as_secs(), "camera failed to start");
+                service.status(&format!("camera failed to start: {e}; retrying in {} s", backoff.as_secs()), true);
                 let a = analyzer.camera_lost(next_frame, elapsed_ms(), now_ts());
                 next_frame += 1;
                 handle(a, None, &mut tracker);
@@ -240,6 +310,13 @@ fn analysis_loop(
                 continue;
             }
         };
+        if encoder_name.is_none() {
+            encoder_name = capture.encoder().map(str::to_string);
+            tracing::info!(
+                encoder = encoder_name.as_deref().unwrap_or("none"),
+                "encoding clips with this H.264 encoder"
+            );
+        }
         let offset_ms = elapsed_ms();
         let frame_base = next_frame;
         // The first frame may take a while (plugin loading, camera warm-up).
@@ -247,6 +324,8 @@ fn analysis_loop(
         let mut last_lost_report = Instant::now();
         loop {
             if shutdown.load(Ordering::SeqCst) {
+                let st = capture.stats();
+                (analysed, dropped, encoded) = (analysed + st.analysed, dropped + st.dropped, encoded + st.encoded);
                 capture.stop();
                 break 'outer;
             }
@@ -264,8 +343,25 @@ fn analysis_loop(
                     let t_ms = offset_ms + f.pts_ns / 1_000_000;
                     let frame_no = (frame_base + f.frame).max(next_frame);
                     next_frame = frame_no + 1;
+                    let pulled = Instant::now();
                     match analyzer.analyse(&frame, frame_no, t_ms, now_ts()) {
-                        Ok(a) => handle(a, Some(f.pts_ns), &mut tracker),
+                        Ok(a) => {
+                            let total = f.age_ns / 1000 + pulled.elapsed().as_micros() as u64;
+                            if latencies_us.len() >= 108_000 {
+                                latencies_us.pop_front();
+                            }
+                            latencies_us.push_back(total.min(u32::MAX as u64) as u32);
+                            service.frame_analysed();
+                            service.status(
+                                &format!(
+                                    "analysing frame {frame_no}: score {}, {}",
+                                    a.focus_score,
+                                    if a.recording { "recording" } else { "not recording" }
+                                ),
+                                false,
+                            );
+                            handle(a, Some(f.pts_ns), &mut tracker)
+                        }
                         Err(e) => tracing::error!(frame = f.frame, error = %e, "analysis failed"),
                     }
                 }
@@ -276,9 +372,16 @@ fn analysis_loop(
                     {
                         last_lost_report = Instant::now();
                         tracing::warn!(stalled_s = last_frame.elapsed().as_secs(), "no frames from the camera");
+                        service.status(
+                            &format!("no frames from the camera for {} s", last_frame.elapsed().as_secs()),
+                            true,
+                        );
                         handle(analyzer.camera_lost(next_frame, elapsed_ms(), now_ts()), None, &mut tracker);
                         next_frame += 1;
                         if last_frame.elapsed() >= STALL * 3 {
+                            let st = capture.stats();
+                            (analysed, dropped, encoded) =
+                                (analysed + st.analysed, dropped + st.dropped, encoded + st.encoded);
                             break;
                         }
                     }
@@ -289,8 +392,11 @@ fn analysis_loop(
                         PullError::Failed(e) => e.to_string(),
                     };
                     tracing::error!(error = %msg, retry_in_s = backoff.as_secs(), "camera lost; restarting");
+                    service.status(&format!("camera lost: {msg}; restarting in {} s", backoff.as_secs()), true);
                     handle(analyzer.camera_lost(next_frame, elapsed_ms(), now_ts()), None, &mut tracker);
                     next_frame += 1;
+                    let st = capture.stats();
+                    (analysed, dropped, encoded) = (analysed + st.analysed, dropped + st.dropped, encoded + st.encoded);
                     break;
                 }
             }
@@ -300,6 +406,19 @@ fn analysis_loop(
         }
         backoff = (backoff * 2).min(BACKOFF.1);
     }
+    let mut v: Vec<u32> = latencies_us.into_iter().collect();
+    v.sort_unstable();
+    let pct =
+        |p: f64| v.get(((v.len() as f64 - 1.0) * p).round() as usize).map(|&us| us as f64 / 1000.0).unwrap_or(0.0);
+    tracing::info!(
+        analysed,
+        dropped,
+        encoded,
+        encoder = encoder_name.as_deref().unwrap_or("none"),
+        latency_p50_ms = pct(0.5),
+        latency_p99_ms = pct(0.99),
+        "summary: frames analysed, dropped before analysis, encoded; capture-to-score latency"
+    );
     if let Some(row) = tracker.close(&now_ts())
         && spooling
     {

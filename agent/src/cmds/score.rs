@@ -37,6 +37,18 @@ pub fn run(video: &Path, json: Option<&Path>, config: Option<&Path>) -> Result<(
     cc.width = cfg.width;
     cc.height = cfg.height;
     let capture = Capture::start(cc, None).map_err(Failure::runtime)?;
+    // A progress bar by video time, only on a terminal (never in pipes or CI logs).
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let total = capture.duration_ns().unwrap_or(0) / 1_000_000;
+        let bar = indicatif::ProgressBar::new(total.max(1));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {percent:>3}% {msg} [{elapsed} / ~{eta} left]")
+                .expect("valid template"),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let t0 = chrono::Utc::now();
     let started = Instant::now();
     let (mut frames, mut sum, mut at_or_above) = (0u64, 0u64, 0u64);
@@ -52,6 +64,10 @@ pub fn run(video: &Path, json: Option<&Path>, config: Option<&Path>) -> Result<(
                 let ts = ts_of(t0 + chrono::Duration::milliseconds(t_ms as i64));
                 let a: Analysis = analyzer.analyse(&frame, f.frame, t_ms, ts).map_err(Failure::runtime)?;
                 frames += 1;
+                if frames % 10 == 0 {
+                    bar.set_position(t_ms);
+                    bar.set_message(format!("frame {frames}, score {}", a.focus_score));
+                }
                 sum += a.focus_score as u64;
                 at_or_above += (a.focus_score >= threshold) as u64;
                 last_t = t_ms;
@@ -85,6 +101,7 @@ pub fn run(video: &Path, json: Option<&Path>, config: Option<&Path>) -> Result<(
             }
         }
     };
+    bar.finish_and_clear();
     if let Some(w) = out.as_mut() {
         let _ = w.flush();
     }

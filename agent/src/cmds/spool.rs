@@ -26,8 +26,16 @@ pub fn stats(config: Option<&std::path::Path>) -> Result<(), Failure> {
         cfg.score.threshold,
         pct(st.scores_below_threshold)
     );
-    println!("incidents:  {} total, {} pending", st.incidents, st.incidents_pending);
-    println!("clips:      {} total, {} pending upload", st.clips, st.clips_pending);
+    println!(
+        "incidents:  {} total, {} pending, {} dead-lettered",
+        st.incidents, st.incidents_pending, st.incidents_dead
+    );
+    println!("clips:      {} total, {} uploaded, {} pending upload", st.clips, st.clips_uploaded, st.clips_pending);
+    println!("batches:    {} pending, {} dead-lettered", st.batches_pending, st.batches_dead);
+    println!(
+        "dropped:    {} delivered and {} undelivered scores at the size cap, {} from a full memory queue",
+        st.shed_delivered, st.shed_undelivered, st.queue_dropped
+    );
     println!("oldest pending score: {}", st.oldest_pending.as_deref().unwrap_or("none"));
     Ok(())
 }

@@ -1,0 +1,130 @@
+//! `invigil check`: a self-test an installer runs. One line per check,
+//! `ok` or `FAIL` with the reason; exit 1 if any check fails.
+
+use std::time::Duration;
+
+use pipeline::{Capture, CaptureConfig};
+
+use crate::Failure;
+use crate::spool::Spool;
+
+struct Report {
+    failed: usize,
+}
+
+impl Report {
+    fn line(&mut self, name: &str, r: Result<String, String>) {
+        match r {
+            Ok(detail) => println!("ok    {name:<9} {detail}"),
+            Err(why) => {
+                self.failed += 1;
+                println!("FAIL  {name:<9} {why}");
+            }
+        }
+    }
+}
+
+pub fn run(config: Option<&std::path::Path>) -> Result<(), Failure> {
+    let mut report = Report { failed: 0 };
+    let cfg = match super::load_config(config) {
+        Ok(c) => {
+            let from = config.map(|p| p.display().to_string()).unwrap_or_else(|| {
+                if std::path::Path::new(crate::config::SYSTEM_CONFIG).exists() {
+                    crate::config::SYSTEM_CONFIG.into()
+                } else {
+                    "built-in defaults".into()
+                }
+            });
+            report.line("config", Ok(format!("{from} (device {})", c.device_id)));
+            c
+        }
+        Err(f) => {
+            report.line("config", Err(f.message));
+            return Err(Failure::runtime("1 check failed"));
+        }
+    };
+
+    // Model: loads, and scores a frame.
+    report.line(
+        "model",
+        super::analyzer(&cfg).map_err(|f| f.message).and_then(|mut a| {
+            let px = vec![90u8; 320 * 240 * 3];
+            let frame = models::RgbFrame::packed(320, 240, &px).map_err(|e| e.to_string())?;
+            let r = a.analyse(&frame, 0, 0, crate::analysis::now_ts()).map_err(|e| e.to_string())?;
+            Ok(format!("{} scored a test frame in {:.1} ms", cfg.model_path.display(), r.latency_ms))
+        }),
+    );
+
+    // Camera: opens and delivers a frame within 10 s.
+    report.line(
+        "camera",
+        (|| {
+            cfg.source.precheck().map_err(|e| e.to_string())?;
+            let mut cc = CaptureConfig::new(cfg.source.clone());
+            cc.width = cfg.width;
+            cc.height = cfg.height;
+            cc.fps = cfg.fps;
+            let cap = Capture::start(cc, None).map_err(|e| e.to_string())?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                match cap.pull(Duration::from_millis(500)) {
+                    Ok(Some(_)) => return Ok(format!("{} delivers {}x{} frames", cfg.source, cfg.width, cfg.height)),
+                    Ok(None) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Err(format!("{}: no frame within 10 s", cfg.source))
+        })(),
+    );
+
+    // Encoder: the configured (or first working) H.264 encoder encodes.
+    report.line(
+        "encoder",
+        pipeline::encoder::EncoderSettings::new(&cfg.encoder, cfg.fps, 1000)
+            .resolve(cfg.width, cfg.height, cfg.fps)
+            .map(|c| format!("{} encodes {}x{}", c.element, cfg.width, cfg.height))
+            .map_err(|e| e.to_string()),
+    );
+
+    // Spool: opens (creating it), passes integrity_check, accepts a write.
+    report.line(
+        "spool",
+        Spool::open(&cfg.spool_path)
+            .and_then(|s| {
+                s.integrity_check()?;
+                s.write_probe()?;
+                Ok(format!("{} writable, integrity ok", cfg.spool_path.display()))
+            })
+            .map_err(|e| e.to_string()),
+    );
+
+    // Clips folder: writable.
+    report.line(
+        "clips",
+        std::fs::create_dir_all(&cfg.clips_dir)
+            .and_then(|_| tempfile_in(&cfg.clips_dir))
+            .map(|_| format!("{} writable", cfg.clips_dir.display()))
+            .map_err(|e| format!("{}: {e}", cfg.clips_dir.display())),
+    );
+
+    // Upstream.
+    report.line(
+        "upstream",
+        match &cfg.raw.sync.endpoint {
+            None => Ok("not configured (scores stay in the spool)".into()),
+            Some(url) => Err(format!("{url}: reachability check not built yet")),
+        },
+    );
+
+    if report.failed > 0 {
+        return Err(Failure::runtime(format!("{} check(s) failed", report.failed)));
+    }
+    Ok(())
+}
+
+/// Creates and removes a file in `dir`.
+fn tempfile_in(dir: &std::path::Path) -> std::io::Result<()> {
+    let p = dir.join(format!(".invigil-check-{}", std::process::id()));
+    std::fs::write(&p, b"check")?;
+    std::fs::remove_file(&p)
+}
