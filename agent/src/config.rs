@@ -42,11 +42,14 @@ pub struct Camera {
     pub fps: Option<u32>,
     /// "standard" (640x480@30) or "low" (480x360@15). Default "standard".
     pub profile: String,
+    /// Mains frequency, 50 or 60: sets the USB camera's anti-flicker control
+    /// (and aperture-priority auto exposure). Default: leave the camera as it is.
+    pub mains_hz: Option<u32>,
 }
 
 impl Default for Camera {
     fn default() -> Self {
-        Self { source: "test".into(), width: None, height: None, fps: None, profile: "standard".into() }
+        Self { source: "test".into(), width: None, height: None, fps: None, profile: "standard".into(), mains_hz: None }
     }
 }
 
@@ -258,6 +261,12 @@ impl Config {
         if !(1..=60).contains(&fps) {
             return Err(err("camera.fps", format!("{fps} is out of range; use 1 to 60, such as 30")));
         }
+        if let Some(hz) = self.camera.mains_hz
+            && hz != 50
+            && hz != 60
+        {
+            return Err(err("camera.mains_hz", format!("{hz} is not a mains frequency; use 50 or 60")));
+        }
         if self.model.backend != "tflite" {
             return Err(err(
                 "model.backend",
@@ -408,6 +417,7 @@ mod tests {
             ("[camera]\nsource = \"usb\"\n", "camera.source"),
             ("[camera]\nprofile = \"fast\"\n", "camera.profile"),
             ("[camera]\nfps = 0\n", "camera.fps"),
+            ("[camera]\nmains_hz = 55\n", "camera.mains_hz"),
             ("[score]\nthreshold = 0\n", "score.threshold"),
             ("[clips]\npreroll_s = 12\n", "clips.preroll_s"),
             ("[server]\nlisten = \"0.0.0.0:8000\"\n", "server.token_file"),

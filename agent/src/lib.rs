@@ -20,6 +20,8 @@ pub mod cmds;
 pub mod config;
 pub mod gpio;
 pub mod incident;
+pub mod plot;
+pub mod server;
 pub mod service;
 pub mod spool;
 pub mod sync;

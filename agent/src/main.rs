@@ -32,6 +32,9 @@ enum Command {
         /// Write one analysis JSON object per frame to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Draw score over time, threshold and incidents to this .svg or .png file.
+        #[arg(long)]
+        plot: Option<PathBuf>,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -42,6 +45,13 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Start, stop or show the exam session of the running agent (its control API on server.listen).
+    Session {
+        #[command(subcommand)]
+        what: SessionCommand,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Show what the spool holds.
     Spool {
         #[command(subcommand)]
@@ -49,6 +59,21 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum SessionCommand {
+    /// Start a session: scores, incidents and clips carry its ids.
+    Start {
+        #[arg(long)]
+        session_id: String,
+        #[arg(long)]
+        student_id: String,
+    },
+    /// Stop the running session.
+    Stop,
+    /// Show the running session, if any.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -62,9 +87,21 @@ fn main() -> ExitCode {
     cmds::init_logging();
     let result = match cli.command {
         Command::Run { config } => cmds::run::run(config.as_deref()),
-        Command::Score { video, json, config } => cmds::score::run(&video, json.as_deref(), config.as_deref()),
+        Command::Score { video, json, plot, config } => {
+            cmds::score::run(&video, json.as_deref(), plot.as_deref(), config.as_deref())
+        }
         Command::Devices => cmds::devices::run(),
         Command::Check { config } => cmds::check::run(config.as_deref()),
+        Command::Session { what, config } => {
+            let action = match what {
+                SessionCommand::Start { session_id, student_id } => {
+                    cmds::session::Action::Start { session_id, student_id }
+                }
+                SessionCommand::Stop => cmds::session::Action::Stop,
+                SessionCommand::Status => cmds::session::Action::Status,
+            };
+            cmds::session::run(action, config.as_deref())
+        }
         Command::Spool { what: SpoolCommand::Stats, config } => cmds::spool::stats(config.as_deref()),
     };
     match result {

@@ -8,12 +8,15 @@
 //!   encoder) and, when asked, an H.264 encode branch whose access units go
 //!   to a callback. Counters of frames captured, analysed and dropped.
 //! - [`encoder`]: choosing an H.264 encoder that really works on this board.
+//! - [`devices`]: V4L2 cameras, their formats and sizes, desk controls.
+//! - [`clip`]: the pre-roll ring and crash-safe MP4 clips.
 //!
 //! Every fallible call returns a [`PipelineError`] that names the element
 //! or the input at fault.
 
 pub mod capture;
 pub mod clip;
+pub mod devices;
 pub mod encoder;
 pub mod source;
 

@@ -87,3 +87,32 @@ fn fetch_assets_names_an_asset_with_a_wrong_checksum() {
     assert_eq!(code, Some(1));
     assert!(line.contains("models/face_detection_short_range.tflite has sha256"), "{line}");
 }
+
+#[test]
+fn a_truncated_video_fails_with_the_position_and_keeps_the_frames_already_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    // bikes.mp4 with its index first (as cameras and phones write it), cut at 60%.
+    let whole = dir.path().join("whole.mp4");
+    let ok = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(asset("assets/bikes.mp4"))
+        .args(["-c", "copy", "-movflags", "+faststart"])
+        .arg(&whole)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let bytes = std::fs::read(&whole).unwrap();
+    let cut = dir.path().join("cut.mp4");
+    std::fs::write(&cut, &bytes[..bytes.len() * 6 / 10]).unwrap();
+    let json = dir.path().join("scores.jsonl");
+    let out = invigil(&root(), &["score", cut.to_str().unwrap(), "--json", json.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = one_line(&out.stderr);
+    assert!(
+        line.contains("cut.mp4") && line.contains("truncated or corrupt") && line.contains(" of 10.00 s"),
+        "{line}"
+    );
+    let kept = std::fs::read_to_string(&json).unwrap().lines().count();
+    assert!(kept > 100, "the {kept} frames scored before the cut are kept");
+    assert!(line.contains(&format!("the {kept} frames before it were scored")), "{line}");
+}

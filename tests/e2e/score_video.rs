@@ -57,3 +57,24 @@ fn bikes_nobody_at_the_desk_scores_under_50() {
     assert!(no_face >= 0.95, "no_face in only {:.0}% of frames", no_face * 100.0);
     assert!(summary.contains("incidents:  1"), "{summary}");
 }
+
+#[test]
+fn score_draws_the_plot_as_svg_and_png_with_threshold_and_incidents() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("bikes.svg");
+    let png = dir.path().join("bikes.png");
+    for out in [&svg, &png] {
+        let o =
+            invigil(&root(), &["score", asset("assets/bikes.mp4").to_str().unwrap(), "--plot", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"), "an SVG document");
+    assert!(text.contains("threshold 50") && text.contains("incident") && text.contains("video time"), "labels drawn");
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(bytes.len() > 10_000, "a real picture, not an empty canvas");
+    let bad = invigil(&root(), &["score", asset("assets/bikes.mp4").to_str().unwrap(), "--plot", "x.pdf"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("x.pdf"));
+}

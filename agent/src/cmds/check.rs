@@ -107,19 +107,50 @@ pub fn run(config: Option<&std::path::Path>) -> Result<(), Failure> {
             .map_err(|e| format!("{}: {e}", cfg.clips_dir.display())),
     );
 
-    // Upstream.
-    report.line(
-        "upstream",
-        match &cfg.raw.sync.endpoint {
-            None => Ok("not configured (scores stay in the spool)".into()),
-            Some(url) => Err(format!("{url}: reachability check not built yet")),
-        },
-    );
+    // Upstream: an empty batch (no scores, no incidents) with the token.
+    report.line("upstream", upstream(&cfg));
 
     if report.failed > 0 {
         return Err(Failure::runtime(format!("{} check(s) failed", report.failed)));
     }
     Ok(())
+}
+
+/// POSTs an empty batch to the sync endpoint: reachable and authorised?
+fn upstream(cfg: &crate::config::Validated) -> Result<String, String> {
+    let settings = crate::sync::SyncSettings::from_config(cfg).map_err(|e| e.to_string())?;
+    let Some(s) = settings else { return Ok("not configured (scores stay in the spool)".into()) };
+    let token = match &s.token_file {
+        Some(p) => {
+            let t = std::fs::read_to_string(p).map_err(|e| format!("token file {}: {e}", p.display()))?;
+            Some(t.trim().to_string()).filter(|t| !t.is_empty())
+        }
+        None => None,
+    };
+    let body = serde_json::json!({
+        "session_id": null, "student_id": null, "device_id": cfg.device_id,
+        "batch_id": format!("check-{}-{}", cfg.device_id, chrono::Utc::now().timestamp_millis()),
+        "scores": [], "incidents": [],
+    });
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let status = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut req =
+            client.post(&s.endpoint).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
+        if let Some(t) = &token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.map(|r| r.status()).map_err(|e| format!("{}: unreachable: {e}", s.endpoint))
+    })?;
+    match status.as_u16() {
+        200..=299 => Ok(format!("{} accepts batches (HTTP {status})", s.endpoint)),
+        401 | 403 => Err(format!("{}: not authorised (HTTP {status}); check sync.token_file", s.endpoint)),
+        _ => Err(format!("{}: answered HTTP {status} to an empty batch", s.endpoint)),
+    }
 }
 
 /// Creates and removes a file in `dir`.

@@ -4,6 +4,7 @@ pub mod check;
 pub mod devices;
 pub mod run;
 pub mod score;
+pub mod session;
 pub mod spool;
 
 use crate::Failure;

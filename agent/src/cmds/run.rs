@@ -46,6 +46,16 @@ pub fn run(config: Option<&Path>) -> Result<(), Failure> {
 
     let shutdown = Arc::new(AtomicBool::new(false));
     spawn_signal_handler(shutdown.clone())?;
+    let shared = server_state(&cfg, &writer, sync.as_ref(), &upload)?;
+    // A server that cannot bind is logged, not fatal: scoring and the spool
+    // (always_on) keep working; sessions and /live are unavailable.
+    let server_thread = match crate::server::spawn(cfg.listen, shared.clone(), shutdown.clone()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::error!(listen = %cfg.listen, error = %e, "server failed to start; no /live, /analyze or sessions");
+            None
+        }
+    };
     tracing::info!(
         device = %cfg.device_id, source = %cfg.source, width = cfg.width, height = cfg.height, fps = cfg.fps,
         spool = %cfg.spool_path.display(), always_on = cfg.always_on, "invigil starting"
@@ -59,9 +69,12 @@ pub fn run(config: Option<&Path>) -> Result<(), Failure> {
         None => None,
     };
     let mut service = Service::from_env();
-    let result = analysis_loop(&cfg, analyzer, &writer, &recorder, &shutdown, &mut service);
+    let result = analysis_loop(&cfg, analyzer, &writer, &recorder, &shutdown, &mut service, &shared);
     service.stopping();
     shutdown.store(true, Ordering::SeqCst);
+    if let Some(t) = server_thread {
+        let _ = t.join();
+    }
     if let Some(t) = gpio_thread {
         let _ = t.join();
     }
@@ -76,6 +89,37 @@ pub fn run(config: Option<&Path>) -> Result<(), Failure> {
     let committed = writer.stats.committed.load(Ordering::Relaxed);
     tracing::info!(committed, dropped = writer.stats.dropped.load(Ordering::Relaxed), "spool flushed; stopped");
     result
+}
+
+/// The live server's shared state: token, one analyzer per `/analyze`
+/// connection, and the stats `/healthz` and `/metrics` report.
+fn server_state(
+    cfg: &Validated,
+    writer: &SpoolWriter,
+    sync: Option<&crate::sync::SyncHandle>,
+    upload: &crate::upload::UploadHandle,
+) -> Result<Arc<crate::server::Shared>, Failure> {
+    let token = match &cfg.raw.server.token_file {
+        Some(p) => {
+            let t = std::fs::read_to_string(p)
+                .map_err(|e| Failure::usage(format!("server.token_file {}: {e}", p.display())))?;
+            let t = t.trim().to_string();
+            if t.is_empty() {
+                return Err(Failure::usage(format!("server.token_file {} is empty", p.display())));
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    let c = cfg.clone();
+    let factory: crate::server::AnalyzerFactory = Arc::new(move || super::analyzer(&c).map_err(|f| f.message));
+    let mut shared = crate::server::Shared::new(factory, token, Default::default());
+    shared.writer = Some(writer.stats.clone());
+    shared.sync = sync.map(|s| s.stats.clone());
+    shared.upload = Some(upload.stats.clone());
+    shared.spool_dir =
+        cfg.spool_path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }.into());
+    Ok(Arc::new(shared))
 }
 
 fn spawn_signal_handler(shutdown: Arc<AtomicBool>) -> Result<(), Failure> {
@@ -236,8 +280,12 @@ fn analysis_loop(
     recorder: &ClipRecorder,
     shutdown: &AtomicBool,
     service: &mut Service,
+    shared: &crate::server::Shared,
 ) -> Result<(), Failure> {
-    let spooling = cfg.always_on;
+    // Outside an exam session the box neither spools nor records, unless
+    // `always_on`; a new session recalibrates the baseline.
+    let mut spooling = cfg.always_on;
+    let mut session: Option<crate::server::Session> = None;
     let mut last_trigger = Instant::now();
     let mut tracker = Tracker::default();
     let mut printer = Printer { last: Instant::now(), frames: 0 };
@@ -245,6 +293,7 @@ fn analysis_loop(
     // Frame numbers keep counting across camera restarts and gaps, so the
     // spool and upstream see one increasing sequence per run.
     let mut next_frame: u64 = 0;
+    let mut baseline_session: Option<String> = None;
     let mut encoder_name: Option<String> = None;
     // Capture-to-score latency of every analysed frame (microseconds), for
     // the summary at exit: bounded to the last hour at 30 FPS.
@@ -254,12 +303,27 @@ fn analysis_loop(
     let elapsed_ms = || started.elapsed().as_millis() as u64;
     // `pts_ns`: running time of the frame in the current capture (for clips).
     let mut handle = |mut a: Analysis, pts_ns: Option<u64>, tracker: &mut Tracker| {
+        let now_session = shared.current_session();
+        if now_session.as_ref().map(|s| &s.session_id) != session.as_ref().map(|s| &s.session_id) {
+            // The open incident belongs to the session that ended.
+            if let Some(row) = tracker.close(&a.ts)
+                && spooling
+            {
+                writer.push(Record::Incident(row));
+            }
+            session = now_session;
+            spooling = cfg.always_on || session.is_some();
+        }
+        let student = session.as_ref().map(|s| s.student_id.clone());
+        a.session_id = session.as_ref().map(|s| s.session_id.clone());
         a.recording = recorder.is_recording();
         printer.frame(&a);
+        shared.health.frame(&a, a.reasons.contains(&models::Reason::CameraLost));
+        shared.publish(&a);
         if spooling {
-            writer.push(Record::Score(ScoreRow::from_analysis(&a, None)));
+            writer.push(Record::Score(ScoreRow::from_analysis(&a, student.clone())));
         }
-        match tracker.update(&a, None) {
+        match tracker.update(&a, student.as_deref()) {
             Some(Change::Opened(row)) => {
                 tracing::warn!(incident = %row.id, score = a.focus_score, reasons = %row.reasons, "incident opened");
                 if spooling {
@@ -290,6 +354,12 @@ fn analysis_loop(
     };
 
     'outer: while !shutdown.load(Ordering::SeqCst) {
+        if let (Source::V4l2(dev), Some(hz)) = (&cfg.source, cfg.raw.camera.mains_hz) {
+            match pipeline::devices::apply_desk_controls(dev, hz) {
+                Ok(set) => tracing::info!(device = %dev.display(), controls = ?set, "camera controls set"),
+                Err(e) => tracing::warn!(device = %dev.display(), error = %e, "camera controls not set"),
+            }
+        }
         let rec = recorder.clone();
         let on_encoded: pipeline::capture::EncodedCallback = Box::new(move |unit, caps| {
             rec.set_caps(caps.to_owned());
@@ -312,6 +382,7 @@ fn analysis_loop(
         };
         if encoder_name.is_none() {
             encoder_name = capture.encoder().map(str::to_string);
+            *shared.health.encoder.lock().unwrap() = encoder_name.clone();
             tracing::info!(
                 encoder = encoder_name.as_deref().unwrap_or("none"),
                 "encoding clips with this H.264 encoder"
@@ -340,10 +411,20 @@ fn analysis_loop(
                             continue;
                         }
                     };
+                    if shared.preview_due() {
+                        shared.set_preview(f.width, f.height, f.stride, f.data());
+                    }
                     let t_ms = offset_ms + f.pts_ns / 1_000_000;
                     let frame_no = (frame_base + f.frame).max(next_frame);
                     next_frame = frame_no + 1;
                     let pulled = Instant::now();
+                    let sid = shared.current_session().map(|s| s.session_id);
+                    if sid != baseline_session {
+                        if sid.is_some() {
+                            analyzer.reset();
+                        }
+                        baseline_session = sid;
+                    }
                     match analyzer.analyse(&frame, frame_no, t_ms, now_ts()) {
                         Ok(a) => {
                             let total = f.age_ns / 1000 + pulled.elapsed().as_micros() as u64;
@@ -420,7 +501,7 @@ fn analysis_loop(
         "summary: frames analysed, dropped before analysis, encoded; capture-to-score latency"
     );
     if let Some(row) = tracker.close(&now_ts())
-        && spooling
+        && (cfg.always_on || shared.current_session().is_some())
     {
         writer.push(Record::Incident(row));
     }

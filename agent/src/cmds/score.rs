@@ -19,8 +19,14 @@ struct Span {
     reasons: String,
 }
 
-pub fn run(video: &Path, json: Option<&Path>, config: Option<&Path>) -> Result<(), Failure> {
+pub fn run(video: &Path, json: Option<&Path>, plot: Option<&Path>, config: Option<&Path>) -> Result<(), Failure> {
     let cfg = super::load_config(config)?;
+    if let Some(p) = plot
+        && !matches!(p.extension().and_then(|e| e.to_str()), Some("svg" | "png" | "SVG" | "PNG"))
+    {
+        return Err(Failure::usage(format!("--plot {}: use a .svg or .png file name", p.display())));
+    }
+    let mut points: Vec<(f32, u8)> = Vec::new();
     // A missing file is bad usage (exit 2), named before anything loads.
     if let Err(e) = std::fs::metadata(video) {
         return Err(Failure::usage(format!("video {}: {e}", video.display())));
@@ -49,6 +55,9 @@ pub fn run(video: &Path, json: Option<&Path>, config: Option<&Path>) -> Result<(
     } else {
         indicatif::ProgressBar::hidden()
     };
+    // What the container says; a decode that ends well before it is a
+    // truncated or corrupt file, not a short video.
+    let declared_ns = capture.duration_ns();
     let t0 = chrono::Utc::now();
     let started = Instant::now();
     let (mut frames, mut sum, mut at_or_above) = (0u64, 0u64, 0u64);
@@ -64,6 +73,7 @@ pub fn run(video: &Path, json: Option<&Path>, config: Option<&Path>) -> Result<(
                 let ts = ts_of(t0 + chrono::Duration::milliseconds(t_ms as i64));
                 let a: Analysis = analyzer.analyse(&frame, f.frame, t_ms, ts).map_err(Failure::runtime)?;
                 frames += 1;
+                points.push((t_ms as f32 / 1000.0, a.focus_score));
                 if frames % 10 == 0 {
                     bar.set_position(t_ms);
                     bar.set_message(format!("frame {frames}, score {}", a.focus_score));
@@ -95,7 +105,16 @@ pub fn run(video: &Path, json: Option<&Path>, config: Option<&Path>) -> Result<(
                 }
             }
             Ok(None) => break Some(format!("no frame for 10 s after {:.2} s", last_t as f64 / 1000.0)),
-            Err(PullError::Eos) => break None,
+            Err(PullError::Eos) => match declared_ns {
+                Some(d) if frames > 0 && (last_t + 1000) * 1_000_000 < d => {
+                    break Some(format!(
+                        "decoding stopped at {:.2} s of {:.2} s (frame {frames}): the file is truncated or corrupt",
+                        last_t as f64 / 1000.0,
+                        d as f64 / 1e9
+                    ));
+                }
+                _ => break None,
+            },
             Err(PullError::Failed(e)) => {
                 break Some(format!("at {:.2} s (after frame {frames}): {e}", last_t as f64 / 1000.0));
             }
@@ -126,6 +145,20 @@ pub fn run(video: &Path, json: Option<&Path>, config: Option<&Path>) -> Result<(
     }
     if let Some(p) = json {
         println!("json:       {} ({frames} lines)", p.display());
+    }
+    if let Some(p) = plot {
+        let end_s = last_t as f32 / 1000.0;
+        let incidents: Vec<(f32, f32)> = spans
+            .iter()
+            .map(|s| (s.start_ms as f32 / 1000.0, s.end_ms.map(|e| e as f32 / 1000.0).unwrap_or(end_s)))
+            .collect();
+        let title = format!("{}: focus score", video.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+        crate::plot::write(
+            p,
+            &crate::plot::ScorePlot { title: &title, points: &points, threshold, incidents: &incidents },
+        )
+        .map_err(Failure::runtime)?;
+        println!("plot:       {}", p.display());
     }
     match failure {
         None => Ok(()),

@@ -1,0 +1,69 @@
+//! `invigil check`: one line per check, exit 1 when any fails.
+
+use invigil_e2e::{asset, invigil};
+
+fn config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let p = dir.join("desk.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[camera]\nsource = \"file:{}\"\n[model]\npath = \"{}\"\n[spool]\npath = \"{}\"\n[clips]\ndir = \"{}\"\n{extra}",
+            asset("assets/carphone_pristine.mp4").display(),
+            asset("models/face_detection_short_range.tflite").display(),
+            dir.join("spool.sqlite").display(),
+            dir.join("clips").display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn a_healthy_box_passes_every_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let out = invigil(dir.path(), &["check", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for name in ["config", "model", "camera", "encoder", "spool", "clips", "upstream"] {
+        assert!(text.lines().any(|l| l.starts_with("ok") && l.contains(name)), "{name} missing in\n{text}");
+    }
+}
+
+#[test]
+fn an_unreachable_upstream_fails_the_check_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on, on loopback.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = config(dir.path(), &format!("[sync]\nendpoint = \"http://127.0.0.1:{port}/batch\"\n"));
+    let out = invigil(dir.path(), &["check", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let line = text.lines().find(|l| l.contains("upstream")).unwrap();
+    assert!(
+        line.starts_with("FAIL") && line.contains(&format!("127.0.0.1:{port}")) && line.contains("unreachable"),
+        "{line}"
+    );
+    // The other checks still ran and passed.
+    assert!(text.lines().any(|l| l.starts_with("ok") && l.contains("spool")), "{text}");
+}
+
+#[test]
+fn a_missing_model_fails_its_line_with_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("desk.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[model]\npath = \"/nonexistent/m.tflite\"\n[spool]\npath = \"{}\"\n[clips]\ndir = \"{}\"\n",
+            dir.path().join("s.sqlite").display(),
+            dir.path().join("c").display()
+        ),
+    )
+    .unwrap();
+    let out = invigil(dir.path(), &["check", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    let line = text.lines().find(|l| l.contains("model")).unwrap();
+    assert!(line.starts_with("FAIL") && line.contains("/nonexistent/m.tflite"), "{line}");
+}
