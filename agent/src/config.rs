@@ -305,7 +305,10 @@ impl Config {
         let listen: std::net::SocketAddr = self.server.listen.parse().map_err(|_| {
             err("server.listen", format!("{:?} is not an address; use e.g. \"127.0.0.1:8000\"", self.server.listen))
         })?;
-        if !listen.ip().is_loopback() && self.server.token_file.is_none() {
+        if !listen.ip().is_loopback()
+            && self.server.token_file.is_none()
+            && crate::sync::credential_file(None, "server-token").is_none()
+        {
             return Err(err(
                 "server.token_file",
                 format!("required because server.listen ({listen}) is not a loopback address"),

@@ -99,7 +99,9 @@ fn server_state(
     sync: Option<&crate::sync::SyncHandle>,
     upload: &crate::upload::UploadHandle,
 ) -> Result<Arc<crate::server::Shared>, Failure> {
-    let token = match &cfg.raw.server.token_file {
+    // server.token_file, else the systemd credential `server-token`.
+    let token_file = crate::sync::credential_file(cfg.raw.server.token_file.as_deref(), "server-token");
+    let token = match &token_file {
         Some(p) => {
             let t = std::fs::read_to_string(p)
                 .map_err(|e| Failure::usage(format!("server.token_file {}: {e}", p.display())))?;
