@@ -199,8 +199,13 @@ fi
 
 if [ $notify = 1 ]; then
   say "== 3. watchdog"
-  w1=$(prop WatchdogTimestampMonotonic); sleep 4; w2=$(prop WatchdogTimestampMonotonic)
-  [ "$w2" != "$w1" ] && [ "$w2" != 0 ] && say "WATCHDOG=1 pings arrive ($w1 -> $w2)" || fail "no WATCHDOG=1 pings in 4 s ($w1 -> $w2)"
+  # The agent pings at half WatchdogSec (every 15 s with 30 s): wait up to 20 s.
+  w1=$(prop WatchdogTimestampMonotonic); w2=$w1
+  for _ in $(seq 20); do
+    sleep 1; w2=$(prop WatchdogTimestampMonotonic)
+    [ "$w2" != "$w1" ] && break
+  done
+  [ "$w2" != "$w1" ] && [ "$w2" != 0 ] && say "WATCHDOG=1 pings arrive ($w1 -> $w2)" || fail "no WATCHDOG=1 pings in 20 s ($w1 -> $w2)"
   pid=$(prop MainPID); n0=$(prop NRestarts)
   say "stalling the agent: kill -STOP $pid (WatchdogSec=$(prop WatchdogUSec))"
   kill -STOP "$pid"; t0=$(date +%s)
