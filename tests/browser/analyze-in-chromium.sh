@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Headless Chromium with a fake camera fed from carphone_pristine.mp4 runs an
+# exam page that streams JPEG data URLs at 30 FPS to the agent's /analyze;
+# replies must come back one per frame, in order, mostly scoring 50 or more.
+# Installs Debian's chromium and npm's playwright-core if missing.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+. scripts/env.sh
+here=tests/browser
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/invigil/node"
+need=()
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "analyze-in-chromium: installing ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [ ! -d "$cache/node_modules/playwright-core" ]; then
+  mkdir -p "$cache" && (cd "$cache" && npm install --silent --no-audit --no-fund playwright-core@1 >/dev/null)
+fi
+tmp=$(mktemp -d)
+cleanup() { kill "${agent:-}" "${web:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+ffmpeg -v error -stream_loop 3 -i assets/carphone_pristine.mp4 -vf scale=640:480,setsar=1 -pix_fmt yuv420p "$tmp/cam.y4m"
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+aport=$(port); wport=$(port)
+cat > "$tmp/desk.toml" <<TOML
+[model]
+path = "$root/models/face_detection_short_range.tflite"
+[spool]
+path = "$tmp/spool.sqlite"
+[clips]
+dir = "$tmp/clips"
+[server]
+listen = "127.0.0.1:$aport"
+TOML
+"$INVIGIL_BIN" run --config "$tmp/desk.toml" >"$tmp/agent.log" 2>&1 & agent=$!
+python3 -m http.server "$wport" --bind 127.0.0.1 --directory "$here" >/dev/null 2>&1 & web=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$aport/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+cp "$here/drive.mjs" "$cache/drive.mjs"
+node "$cache/drive.mjs" "http://127.0.0.1:$wport/page.html" "ws://127.0.0.1:$aport/analyze" "$tmp/cam.y4m" "${FRAMES:-150}" "http://127.0.0.1:$aport/"
