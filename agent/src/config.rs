@@ -99,13 +99,17 @@ pub struct Clips {
     pub dir: Option<PathBuf>,
     /// Default 2048.
     pub max_disk_mb: u64,
+    /// Most clip files recorded in one exam session (a chained clip counts
+    /// as one more); later incidents are kept without a clip. 0 records
+    /// none. Default 30 (five minutes of 10 s clips).
+    pub max_per_session: u32,
     /// "auto" or an element name. Default "auto".
     pub encoder: String,
 }
 
 impl Default for Clips {
     fn default() -> Self {
-        Self { length_s: 10, preroll_s: 3, dir: None, max_disk_mb: 2048, encoder: "auto".into() }
+        Self { length_s: 10, preroll_s: 3, dir: None, max_disk_mb: 2048, max_per_session: 30, encoder: "auto".into() }
     }
 }
 
@@ -206,6 +210,7 @@ pub struct Validated {
     pub clip_length_s: u32,
     pub preroll_s: u32,
     pub clips_max_disk_mb: u64,
+    pub clips_max_per_session: u32,
     pub encoder: String,
     pub spool_path: PathBuf,
     pub commit_interval_ms: u64,
@@ -296,6 +301,12 @@ impl Config {
                 format!("{} must be shorter than clips.length_s ({})", c.preroll_s, c.length_s),
             ));
         }
+        if c.max_per_session > 10_000 {
+            return Err(err(
+                "clips.max_per_session",
+                format!("{} is over 10000; use e.g. 30 (0 records no clips)", c.max_per_session),
+            ));
+        }
         if !(100..=60_000).contains(&self.spool.commit_interval_ms) {
             return Err(err(
                 "spool.commit_interval_ms",
@@ -347,6 +358,7 @@ impl Config {
             clip_length_s: c.length_s,
             preroll_s: c.preroll_s,
             clips_max_disk_mb: c.max_disk_mb,
+            clips_max_per_session: c.max_per_session,
             encoder: c.encoder.clone(),
             spool_path: self.spool.path.clone().unwrap_or_else(|| data.join("spool.sqlite")),
             commit_interval_ms: self.spool.commit_interval_ms,
@@ -394,6 +406,7 @@ mod tests {
         assert_eq!(v.score.persistence_ms, 1500);
         assert_eq!(v.clip_length_s, 10);
         assert_eq!(v.preroll_s, 3);
+        assert_eq!(v.clips_max_per_session, 30);
         assert_eq!(v.commit_interval_ms, 1000);
         assert_eq!(v.listen.to_string(), "127.0.0.1:8000");
         assert_eq!(v.spool_path, PathBuf::from("invigil-data/spool.sqlite"));
@@ -423,6 +436,7 @@ mod tests {
             ("[camera]\nmains_hz = 55\n", "camera.mains_hz"),
             ("[score]\nthreshold = 0\n", "score.threshold"),
             ("[clips]\npreroll_s = 12\n", "clips.preroll_s"),
+            ("[clips]\nmax_per_session = 20000\n", "clips.max_per_session"),
             ("[server]\nlisten = \"0.0.0.0:8000\"\n", "server.token_file"),
             ("[server]\nlisten = \"here\"\n", "server.listen"),
             ("device_id = \"desk 17\"\n", "device_id"),

@@ -88,6 +88,12 @@ pub struct Health {
     buckets: [AtomicU64; BUCKETS_MS.len()],
     latency_sum_us: AtomicU64,
     pub encoder: Mutex<Option<String>>,
+    /// Incidents left without a clip because the session's clip cap was reached.
+    pub clips_refused: AtomicU64,
+    /// Clips the current session may still record (gauge).
+    pub clips_left: AtomicU64,
+    /// Set once the current session has had an incident refused a clip.
+    pub clips_capped: AtomicBool,
     fps: Mutex<(Option<Instant>, u64, f64)>,
     started: Mutex<Option<Instant>>,
 }
@@ -408,7 +414,16 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
         Some(_) => part("ok", None),
         None => part("ok", Some("not measured".into())),
     };
-    let all = [&camera, &model, &spool, &sync, &disk];
+    let clips = match &s.upload {
+        Some(u) if u.over_quota.load(Ordering::Relaxed) => {
+            part("degraded", Some("clips over clips.max_disk_mb and none uploaded to evict".into()))
+        }
+        _ if h.clips_capped.load(Ordering::Relaxed) => {
+            part("ok", Some("clips.max_per_session reached: new incidents get no clip".into()))
+        }
+        _ => part("ok", None),
+    };
+    let all = [&camera, &model, &spool, &sync, &disk, &clips];
     let worst = if all.iter().any(|p| p["state"] == "failed") {
         "failed"
     } else if all.iter().any(|p| p["state"] == "degraded") {
@@ -416,8 +431,10 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
     } else {
         "ok"
     };
-    axum::Json(json!({ "state": worst, "camera": camera, "model": model, "spool": spool, "sync": sync, "disk": disk }))
-        .into_response()
+    axum::Json(json!({
+        "state": worst, "camera": camera, "model": model, "spool": spool, "sync": sync, "disk": disk, "clips": clips
+    }))
+    .into_response()
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
@@ -448,9 +465,17 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
         m("invigil_sync_retried_total", "counter", "Sync attempts retried.", ld(&st.retried));
         m("invigil_sync_dead_lettered_total", "counter", "Score batches dead-lettered.", ld(&st.dead_lettered));
     }
+    m("invigil_clips_session_left", "gauge", "Clips the current session may still record.", ld(&h.clips_left));
+    m(
+        "invigil_clips_refused_total",
+        "counter",
+        "Incidents left without a clip by clips.max_per_session.",
+        ld(&h.clips_refused),
+    );
     if let Some(u) = &s.upload {
         m("invigil_uploads_total", "counter", "Clips uploaded.", ld(&u.uploaded));
         m("invigil_upload_pending", "gauge", "Clips waiting for upload.", ld(&u.pending));
+        m("invigil_clips_evicted_total", "counter", "Uploaded clips deleted locally for the quota.", ld(&u.evicted));
     }
     if let Some(b) = s.spool_dir.as_deref().and_then(disk_free) {
         m("invigil_disk_free_bytes", "gauge", "Free bytes in the spool's folder.", b.to_string());

@@ -374,7 +374,7 @@ async fn token_guards_everything_but_healthz() {
     let (st, body) = http(a, "GET", "/healthz", "", None).await;
     assert_eq!(st, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
-    for part in ["camera", "model", "spool", "sync", "disk"] {
+    for part in ["camera", "model", "spool", "sync", "disk", "clips"] {
         assert!(v[part]["state"].is_string(), "{part}: {v}");
     }
     assert!(tokio_tungstenite::connect_async(format!("ws://{a}/live")).await.is_err());
@@ -403,6 +403,16 @@ async fn metrics_and_health_report_the_run_loops_figures() {
     let (_, body) = http(srv.addr, "GET", "/healthz", "", None).await;
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["camera"]["state"], "failed", "{v}");
+    assert!(v["clips"]["reason"].is_null(), "{v}");
+    // The run loop refused a clip for the session's cap.
+    srv.shared.health.clips_refused.fetch_add(1, Ordering::Relaxed);
+    srv.shared.health.clips_capped.store(true, Ordering::Relaxed);
+    let (_, body) = http(srv.addr, "GET", "/healthz", "", None).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["clips"]["reason"].as_str().unwrap().contains("max_per_session"), "{v}");
+    let (_, body) = http(srv.addr, "GET", "/metrics", "", None).await;
+    assert!(body.contains("invigil_clips_refused_total 1"), "{body}");
+    assert!(body.contains("invigil_clips_session_left 0"), "{body}");
     let (st, body) = http(srv.addr, "GET", "/", "", None).await;
     assert_eq!(st, 200);
     assert!(body.contains("/live"));

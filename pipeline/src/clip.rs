@@ -23,6 +23,11 @@
 //!    (waiting for the muxer) runs on its own thread.
 //! 6. **Bounded.** The ring holds at most [`RING_MAX_BYTES`]; older GOPs are
 //!    dropped first.
+//! 7. **Budget.** [`ClipRecorder::set_budget`] caps how many clip files may
+//!    still be started (a chained clip is one more file). With the budget
+//!    spent, a trigger while idle is refused ([`Trigger::Refused`]) and a
+//!    long clip ends at `max_length` instead of chaining. The caller decides
+//!    what a budget covers (the agent: one exam session).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -261,6 +266,19 @@ struct State {
     chain: u32,
     /// End of the last clip: a new clip never starts before it (no frame twice).
     last_end_ns: u64,
+    /// Clip files that may still be started; None = no limit.
+    budget: Option<u32>,
+}
+
+/// What [`ClipRecorder::trigger`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// A new clip was started (or will be, on the first keyframe or caps).
+    Started,
+    /// The running clip now ends later.
+    Extended,
+    /// Nothing recorded: the budget is spent.
+    Refused,
 }
 
 /// The clip recorder: feed it every encoded frame, trigger it on an incident.
@@ -283,6 +301,7 @@ impl ClipRecorder {
             pending: None,
             chain: 0,
             last_end_ns: 0,
+            budget: None,
         };
         Ok(Self { settings, state: Arc::new(Mutex::new(state)), done })
     }
@@ -302,22 +321,37 @@ impl ClipRecorder {
         (s.ring.len(), s.ring.span_ns())
     }
 
+    /// From now on, start at most `files` more clip files (None: no limit).
+    /// A clip being written goes on; it just cannot chain past the budget.
+    pub fn set_budget(&self, files: Option<u32>) {
+        self.state.lock().unwrap().budget = files;
+    }
+
+    /// Clip files that may still be started (None: no limit).
+    pub fn budget(&self) -> Option<u32> {
+        self.state.lock().unwrap().budget
+    }
+
     /// Asks for a clip around running time `t_ns`, labelled `label` (the file
     /// is `LABEL.mp4`). During a clip it extends that clip instead.
-    pub fn trigger(&self, t_ns: u64, label: &str) {
+    pub fn trigger(&self, t_ns: u64, label: &str) -> Trigger {
         let mut s = self.state.lock().unwrap();
         let end = t_ns + self.settings.length_ns - self.settings.preroll_ns;
         if s.writer.is_some() {
             // Extend; past max_length the clip is chained in push().
             s.end_ns = s.end_ns.max(end);
-            return;
+            return Trigger::Extended;
+        }
+        if s.budget == Some(0) {
+            return Trigger::Refused;
         }
         if s.caps.is_none() || s.ring.is_empty() {
             s.pending = Some((t_ns, label.to_string()));
-            return;
+            return Trigger::Started;
         }
         s.chain = 0;
         self.open(&mut s, t_ns, label.to_string(), None);
+        Trigger::Started
     }
 
     fn open(&self, s: &mut State, t_ns: u64, label: String, from: Option<usize>) {
@@ -347,6 +381,7 @@ impl ClipRecorder {
                 }
                 s.end_ns = start_ns + self.settings.length_ns;
                 s.writer = Some(w);
+                s.budget = s.budget.map(|b| b.saturating_sub(1));
             }
             Err(e) => (self.done)(Err(ClipError { path: partial, message: e.to_string() })),
         }
@@ -380,7 +415,8 @@ impl ClipRecorder {
                 let w = s.writer.take().unwrap();
                 let label = w.info.label.clone();
                 s.last_end_ns = unit.pts_ns;
-                let continue_from = if !past_end && at_cap { Some(s.end_ns) } else { None };
+                // Chain only while the budget allows another file.
+                let continue_from = if !past_end && at_cap && s.budget != Some(0) { Some(s.end_ns) } else { None };
                 w.finish(self.done.clone());
                 if let Some(end) = continue_from {
                     // Chain: a new clip from this keyframe, same label.
@@ -398,7 +434,9 @@ impl ClipRecorder {
         }
         s.ring.push(unit, self.settings.preroll_ns);
         if let Some((t, label)) = s.pending.take() {
-            if s.caps.is_some() {
+            if s.budget == Some(0) {
+                // The budget was cut while this trigger waited.
+            } else if s.caps.is_some() {
                 s.chain = 0;
                 self.open(s, t, label, None);
             } else {

@@ -21,7 +21,7 @@ pub mod encoder;
 pub mod source;
 
 pub use capture::{AnalysisFrame, Capture, CaptureConfig, CaptureStats, EncodedUnit, PullError};
-pub use clip::{ClipInfo, ClipRecorder, ClipSettings};
+pub use clip::{ClipInfo, ClipRecorder, ClipSettings, Trigger};
 pub use source::Source;
 
 /// Errors of this crate. Each names the element, file or setting at fault.

@@ -10,7 +10,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use pipeline::clip::{ClipDone, ClipError};
-use pipeline::{ClipInfo, ClipRecorder, ClipSettings, EncodedUnit};
+use pipeline::{ClipInfo, ClipRecorder, ClipSettings, EncodedUnit, Trigger};
 
 const W: usize = 320;
 const H: usize = 240;
@@ -233,4 +233,66 @@ fn a_long_incident_chains_clips_on_a_keyframe_with_no_gap_and_no_frame_twice() {
     assert_eq!(clips[1].path, dir.path().join("long-1.mp4"));
     // The last trigger (frame 800) + 7 s ends the chain.
     assert_eq!(*all.last().unwrap(), 800 + 210 - 1);
+}
+
+#[test]
+fn a_spent_budget_stops_chaining_and_refuses_new_clips() {
+    let dir = tempfile::tempdir().unwrap();
+    let done: Done = Arc::default();
+    let d = done.clone();
+    let cb: ClipDone = Arc::new(move |r| d.lock().unwrap().push(r));
+    let mut settings = ClipSettings::new(dir.path().to_path_buf(), 10, 3);
+    settings.max_length_ns = 12_000_000_000;
+    let rec = ClipRecorder::new(settings, cb).unwrap();
+    rec.set_budget(Some(2));
+    let mut outcomes = Vec::new();
+    encode(1500, |u, caps| {
+        rec.set_caps(caps.clone());
+        let pts = u.pts_ns;
+        rec.push(u);
+        let frame = pts / FRAME_NS;
+        // The same long incident as above (it would chain into three clips),
+        // then a separate one at 45 s, after the chain has ended.
+        if ((200..=1000).contains(&frame) && frame % 60 == 20) || frame == 1350 {
+            outcomes.push((frame, rec.trigger(pts, "long")));
+        }
+    });
+    let clips = wait_done(&done, 2);
+    assert_eq!(outcomes.first(), Some(&(200, Trigger::Started)));
+    assert_eq!(outcomes.last(), Some(&(1350, Trigger::Refused)), "{outcomes:?}");
+    assert_eq!(rec.budget(), Some(0));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    files.sort();
+    assert_eq!(files, ["long-1.mp4", "long.mp4"], "two files and no third");
+    let mut all = Vec::new();
+    for c in &clips {
+        let (first_is_key, _, duration) = demux(&c.path);
+        assert!(first_is_key);
+        assert!(duration <= 13_000_000_000, "{} is {duration} ns", c.path.display());
+        all.extend(decode_indices(&c.path));
+    }
+    all.sort();
+    assert!(all.windows(2).all(|w| w[1] == w[0] + 1), "no gap, no repeat");
+    // The second clip stops at its cap, well before the incident's last
+    // trigger (frame 980) + 7 s.
+    assert!(*all.last().unwrap() < 980, "last frame {}", all.last().unwrap());
+}
+
+#[test]
+fn without_a_budget_a_trigger_is_never_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rec, done) = recorder(dir.path().to_path_buf(), 2, 1);
+    let mut outcomes = Vec::new();
+    encode(400, |u, caps| {
+        rec.set_caps(caps.clone());
+        let pts = u.pts_ns;
+        rec.push(u);
+        if (pts / FRAME_NS) % 100 == 50 {
+            outcomes.push(rec.trigger(pts, "t"));
+        }
+    });
+    assert_eq!(outcomes, [Trigger::Started; 4]);
+    assert_eq!(wait_done(&done, 4).len(), 4);
+    assert_eq!(rec.budget(), None);
 }

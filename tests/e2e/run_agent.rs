@@ -46,11 +46,16 @@ fn run_on_carphone_spools_high_scores_and_stops_cleanly_on_sigint() {
 }
 
 fn bikes_config(dir: &std::path::Path) -> std::path::PathBuf {
+    bikes_config_with(dir, "")
+}
+
+/// Nobody at the desk (bikes.mp4), always on; `clips` adds `[clips]` keys.
+fn bikes_config_with(dir: &std::path::Path, clips: &str) -> std::path::PathBuf {
     let config = dir.join("desk.toml");
     std::fs::write(
         &config,
         format!(
-            "device_id = \"e2e-desk\"\n[camera]\nsource = \"file:{}\"\n[model]\npath = \"{}\"\n[spool]\npath = \"{}\"\ncommit_interval_ms = 200\n[clips]\ndir = \"{}\"\n[session]\nalways_on = true\n",
+            "device_id = \"e2e-desk\"\n[camera]\nsource = \"file:{}\"\n[model]\npath = \"{}\"\n[spool]\npath = \"{}\"\ncommit_interval_ms = 200\n[clips]\ndir = \"{}\"\n{clips}[session]\nalways_on = true\n",
             asset("assets/bikes.mp4").display(),
             asset("models/face_detection_short_range.tflite").display(),
             dir.join("spool.sqlite").display(),
@@ -150,4 +155,34 @@ fn sigint_during_a_clip_finishes_it_and_keeps_every_committed_score() {
     assert!(ended.is_some(), "the open incident is closed at shutdown");
     let clip_rows: i64 = conn.query_row("SELECT COUNT(*) FROM clips", [], |r| r.get(0)).unwrap();
     assert_eq!(clip_rows, 1);
+}
+
+#[test]
+fn with_the_session_clip_cap_spent_incidents_are_kept_without_clips() {
+    let dir = tempfile::tempdir().unwrap();
+    // A cap of 0: the first incident already gets no clip.
+    let config = bikes_config_with(dir.path(), "max_per_session = 0\n");
+    let spool = dir.path().join("spool.sqlite");
+    let agent = Agent::start(dir.path(), &config);
+    let incidents = || -> Option<i64> {
+        let conn = rusqlite::Connection::open(&spool).ok()?;
+        conn.query_row("SELECT COUNT(*) FROM incidents", [], |r| r.get(0)).ok()
+    };
+    // An incident opens after the 1.5 s persistence; wait past the 3 s a
+    // clip's pre-roll would have needed to start.
+    let seen =
+        wait_for(Duration::from_secs(60), || (incidents()? >= 1 && spool_scores(&spool).len() >= 150).then_some(()));
+    agent.signal("INT");
+    let out = agent.wait(Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(seen.is_some(), "no incident spooled in 60 s\n{stderr}");
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("clips.max_per_session reached"), "{stderr}");
+    assert!(files_with_suffix(&dir.path().join("clips"), ".mp4").is_empty());
+    assert!(files_with_suffix(&dir.path().join("clips"), ".partial").is_empty());
+    let conn = rusqlite::Connection::open(&spool).unwrap();
+    let clips: i64 = conn.query_row("SELECT COUNT(*) FROM clips", [], |r| r.get(0)).unwrap();
+    let kept: i64 = conn.query_row("SELECT COUNT(*) FROM incidents WHERE clip_path IS NULL", [], |r| r.get(0)).unwrap();
+    assert_eq!(clips, 0);
+    assert!(kept >= 1, "the incident is kept, with no clip");
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use pipeline::clip::{ClipDone, recover_partials};
 use pipeline::encoder::EncoderSettings;
-use pipeline::{Capture, CaptureConfig, ClipRecorder, ClipSettings, PullError, Source};
+use pipeline::{Capture, CaptureConfig, ClipRecorder, ClipSettings, PullError, Source, Trigger};
 
 use crate::Failure;
 use crate::analysis::{Analysis, Analyzer, now_ts};
@@ -245,6 +245,48 @@ fn sleep_unless(shutdown: &AtomicBool, d: Duration) -> bool {
     shutdown.load(Ordering::SeqCst)
 }
 
+/// `clips.max_per_session`: the recorder's budget, reset for each session,
+/// and what health and the log say when it runs out.
+struct ClipCap<'a> {
+    cap: u32,
+    recorder: &'a ClipRecorder,
+    health: &'a crate::server::Health,
+    /// The last incident refused a clip (counted once).
+    refused: Option<String>,
+}
+
+impl<'a> ClipCap<'a> {
+    fn new(cap: u32, recorder: &'a ClipRecorder, health: &'a crate::server::Health) -> Self {
+        let mut c = Self { cap, recorder, health, refused: None };
+        c.reset();
+        c
+    }
+
+    fn reset(&mut self) {
+        self.recorder.set_budget(Some(self.cap));
+        self.health.clips_left.store(self.cap as u64, Ordering::Relaxed);
+        self.health.clips_capped.store(false, Ordering::Relaxed);
+        self.refused = None;
+    }
+
+    fn trigger(&mut self, t_ns: u64, incident: &str) {
+        let outcome = self.recorder.trigger(t_ns, incident);
+        self.health.clips_left.store(self.recorder.budget().unwrap_or(self.cap) as u64, Ordering::Relaxed);
+        if outcome != Trigger::Refused || self.refused.as_deref() == Some(incident) {
+            return;
+        }
+        if !self.health.clips_capped.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                incident,
+                max_per_session = self.cap,
+                "clips.max_per_session reached: this incident and later ones in this session are kept without a clip"
+            );
+        }
+        self.health.clips_refused.fetch_add(1, Ordering::Relaxed);
+        self.refused = Some(incident.to_string());
+    }
+}
+
 struct Printer {
     last: Instant,
     frames: u64,
@@ -303,6 +345,8 @@ fn analysis_loop(
     let (mut analysed, mut dropped, mut encoded) = (0u64, 0u64, 0u64);
     let started = Instant::now();
     let elapsed_ms = || started.elapsed().as_millis() as u64;
+    // Each session (and the time outside sessions) gets its own clip budget.
+    let mut clips = ClipCap::new(cfg.clips_max_per_session, recorder, &shared.health);
     // `pts_ns`: running time of the frame in the current capture (for clips).
     let mut handle = |mut a: Analysis, pts_ns: Option<u64>, tracker: &mut Tracker| {
         let now_session = shared.current_session();
@@ -315,6 +359,7 @@ fn analysis_loop(
             }
             session = now_session;
             spooling = cfg.always_on || session.is_some();
+            clips.reset();
         }
         let student = session.as_ref().map(|s| s.student_id.clone());
         a.session_id = session.as_ref().map(|s| s.session_id.clone());
@@ -330,7 +375,7 @@ fn analysis_loop(
                 tracing::warn!(incident = %row.id, score = a.focus_score, reasons = %row.reasons, "incident opened");
                 if spooling {
                     if let Some(t) = pts_ns {
-                        recorder.trigger(t, &row.id);
+                        clips.trigger(t, &row.id);
                         last_trigger = Instant::now();
                     }
                     writer.push(Record::Incident(row));
@@ -348,7 +393,7 @@ fn analysis_loop(
                     && spooling
                     && last_trigger.elapsed() >= RETRIGGER
                 {
-                    recorder.trigger(t, &row.id);
+                    clips.trigger(t, &row.id);
                     last_trigger = Instant::now();
                 }
             }
