@@ -201,6 +201,23 @@ fn main() {
         row(&format!("{name}: full frame"), &all, &overhead(&all, &bare, threads as usize));
     }
 
+    // What the 468-point landmark model would add per frame (docs/SCORING.md):
+    // its bare inference on a 192x192 face crop, one thread.
+    let name = "face_landmark (468 points, 192x192) tflite 1 thread(s): bare inference";
+    if wanted(name) {
+        let fb = FlatBufferModel::build_from_file(asset("models/face_landmark.tflite")).unwrap();
+        let mut interp =
+            InterpreterBuilder::new(fb, BuiltinOpResolver::default()).unwrap().build_with_threads(1).unwrap();
+        interp.allocate_tensors().unwrap();
+        let idx = interp.inputs()[0];
+        let crop = interp.tensor_data_mut::<f32>(idx).unwrap();
+        assert_eq!(crop.len(), 192 * 192 * 3, "face_landmark takes a 192x192 RGB crop");
+        for (i, v) in crop.iter_mut().enumerate() {
+            *v = input[i % input.len()];
+        }
+        row(name, &time(iters, |_| interp.invoke().unwrap()), "");
+    }
+
     #[cfg(feature = "litert")]
     for threads in [1, 2] {
         let name = format!("litert {threads} thread(s)");
