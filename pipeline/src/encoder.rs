@@ -98,7 +98,12 @@ pub fn probe(fragment: &str, width: u32, height: u32, fps: u32) -> Result<(), St
     drop(guard);
     match msg.as_ref().map(|m| m.view()) {
         Some(gst::MessageView::Eos(_)) => Ok(()),
-        Some(gst::MessageView::Error(e)) => Err(e.error().to_string()),
+        // The debug text carries the element's own reason (a device that
+        // cannot be opened, a missing encoder block).
+        Some(gst::MessageView::Error(e)) => Err(match e.debug() {
+            Some(d) => format!("{} ({d})", e.error()),
+            None => e.error().to_string(),
+        }),
         _ => Err("no output within 10 s".into()),
     }
 }
