@@ -72,11 +72,18 @@ impl Analyzer {
         Ok(self.describe(&faces, &signals, &out, frame_no, t_ms, ts, started))
     }
 
-    /// A frame that did not arrive: the camera is lost.
+    /// A frame that did not arrive: the camera is lost (an end of stream, an
+    /// error, a stall, a failed start). A fault of the device, not behaviour:
+    /// it scores 0 and is an incident at once, without waiting out
+    /// `persistence_ms` (a camera unplugged for a second matters). The
+    /// scorer still sees it, so smoothing carries on from it.
     pub fn camera_lost(&mut self, frame_no: u64, t_ms: u64, ts: String) -> Analysis {
         let started = Instant::now();
         let signals = Signals::camera_lost();
-        let out = self.scorer.update(t_ms, &signals);
+        let mut out = self.scorer.update(t_ms, &signals);
+        out.score = 0;
+        out.alert = true;
+        out.reasons = vec![Reason::CameraLost];
         self.describe(&[], &signals, &out, frame_no, t_ms, ts, started)
     }
 
@@ -127,4 +134,59 @@ pub fn now_ts() -> String {
 
 pub fn ts_of(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::{Change, Tracker};
+
+    fn root() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// The astronaut photo (one frontal face), packed RGB.
+    fn astronaut() -> (usize, usize, Vec<u8>) {
+        let file = std::fs::File::open(root().join("assets/astronaut.png")).expect("run scripts/fetch-assets");
+        let mut r = png::Decoder::new(std::io::BufReader::new(file)).read_info().unwrap();
+        let mut buf = vec![0; r.output_buffer_size().unwrap()];
+        let info = r.next_frame(&mut buf).unwrap();
+        buf.truncate(info.buffer_size());
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        (info.width as usize, info.height as usize, buf)
+    }
+
+    #[test]
+    fn a_lost_camera_is_an_incident_at_once_and_a_face_again_closes_it() {
+        let model = root().join("models/face_detection_short_range.tflite");
+        let det = models::TfliteDetector::load(&model, 1).expect("run scripts/fetch-assets");
+        let mut an = Analyzer::new(Box::new(det), models::ScoreConfig::default(), "desk".into());
+        let (w, h, rgb) = astronaut();
+        let frame = RgbFrame::packed(w, h, &rgb).unwrap();
+        let mut tracker = Tracker::default();
+        let mut t = 0;
+        // Five seconds of a face: calibrated, no incident.
+        for i in 0..150 {
+            let a = an.analyse(&frame, i, t, format!("ts{i}")).unwrap();
+            assert!(tracker.update(&a, None).is_none(), "frame {i}: {a:?}");
+            t += 33;
+        }
+        // One lost frame, far shorter than persistence_ms: an incident now.
+        let a = an.camera_lost(150, t, "lost".into());
+        assert_eq!((a.focus_score, a.alert, a.reasons.clone()), (0, true, vec![Reason::CameraLost]));
+        let Some(Change::Opened(row)) = tracker.update(&a, None) else { panic!("no incident opened") };
+        assert_eq!(row.reasons, "[\"camera_lost\"]");
+        // The face is back: the incident closes within a few seconds.
+        let closed = (151..301).find_map(|i| {
+            t += 33;
+            let a = an.analyse(&frame, i, t, format!("ts{i}")).unwrap();
+            match tracker.update(&a, None) {
+                Some(Change::Closed(row)) => Some((i, row)),
+                _ => None,
+            }
+        });
+        let (i, row) = closed.expect("the incident closes once frames with a face return");
+        assert!(i < 151 + 90, "closed at frame {i}");
+        assert_eq!(row.min_score, 0);
+    }
 }

@@ -529,6 +529,9 @@ fn analysis_loop(
                 }
             }
         }
+        // Let go of the camera (device, file, FIFO) before the backoff, so
+        // the restart opens it afresh and nothing else is kept from it.
+        drop(capture);
         if sleep_unless(shutdown, backoff) {
             break;
         }
