@@ -120,10 +120,21 @@ fn decode_indices(path: &Path) -> Vec<u64> {
 type Done = Arc<Mutex<Vec<Result<ClipInfo, ClipError>>>>;
 
 fn recorder(dir: PathBuf, length_s: u32, preroll_s: u32) -> (ClipRecorder, Done) {
+    recorder_with(ClipSettings::new(dir, length_s, preroll_s))
+}
+
+fn recorder_with(settings: ClipSettings) -> (ClipRecorder, Done) {
     let done: Done = Arc::default();
     let d = done.clone();
     let cb: ClipDone = Arc::new(move |r| d.lock().unwrap().push(r));
-    (ClipRecorder::new(ClipSettings::new(dir, length_s, preroll_s), cb).unwrap(), done)
+    (ClipRecorder::new(settings, cb).unwrap(), done)
+}
+
+/// 10 s clips with 3 s of pre-roll that chain after 12 s.
+fn chaining_recorder(dir: PathBuf) -> (ClipRecorder, Done) {
+    let mut settings = ClipSettings::new(dir, 10, 3);
+    settings.max_length_ns = 12_000_000_000;
+    recorder_with(settings)
 }
 
 fn wait_done(done: &Done, n: usize) -> Vec<ClipInfo> {
@@ -203,12 +214,7 @@ fn partial_clips_left_by_a_crash_are_recovered() {
 #[test]
 fn a_long_incident_chains_clips_on_a_keyframe_with_no_gap_and_no_frame_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let done: Done = Arc::default();
-    let d = done.clone();
-    let cb: ClipDone = Arc::new(move |r| d.lock().unwrap().push(r));
-    let mut settings = ClipSettings::new(dir.path().to_path_buf(), 10, 3);
-    settings.max_length_ns = 12_000_000_000;
-    let rec = ClipRecorder::new(settings, cb).unwrap();
+    let (rec, done) = chaining_recorder(dir.path().to_path_buf());
     encode(1200, |u, caps| {
         rec.set_caps(caps.clone());
         let pts = u.pts_ns;
@@ -238,12 +244,7 @@ fn a_long_incident_chains_clips_on_a_keyframe_with_no_gap_and_no_frame_twice() {
 #[test]
 fn a_spent_budget_stops_chaining_and_refuses_new_clips() {
     let dir = tempfile::tempdir().unwrap();
-    let done: Done = Arc::default();
-    let d = done.clone();
-    let cb: ClipDone = Arc::new(move |r| d.lock().unwrap().push(r));
-    let mut settings = ClipSettings::new(dir.path().to_path_buf(), 10, 3);
-    settings.max_length_ns = 12_000_000_000;
-    let rec = ClipRecorder::new(settings, cb).unwrap();
+    let (rec, done) = chaining_recorder(dir.path().to_path_buf());
     rec.set_budget(Some(2));
     let mut outcomes = Vec::new();
     encode(1500, |u, caps| {

@@ -8,10 +8,9 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use invigil_e2e::{Agent, asset, spool_scores, wait_for};
+use invigil_e2e::{Agent, desk_config, fifo_camera, spool_scores, wait_for};
 
 const O_NONBLOCK: i32 = 0o4000;
 
@@ -46,31 +45,17 @@ fn lost(reasons: &str) -> bool {
 #[test]
 fn a_camera_stream_that_ends_is_an_incident_then_the_camera_is_restarted() {
     let dir = tempfile::tempdir().unwrap();
-    let y4m = dir.path().join("carphone.y4m");
-    let st = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(asset("assets/carphone_pristine.mp4"))
-        .args(["-frames:v", "90", "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe"])
-        .arg(&y4m)
-        .status()
-        .unwrap();
-    assert!(st.success(), "ffmpeg made the Y4M");
-    let video = std::fs::read(&y4m).unwrap();
-    let fifo = dir.path().join("camera.fifo");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let (fifo, video) = fifo_camera(dir.path(), 90);
     let spool = dir.path().join("spool.sqlite");
-    let config = dir.path().join("desk.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[camera]\nsource = \"file:{}\"\n[model]\npath = \"{}\"\n[spool]\npath = \"{}\"\ncommit_interval_ms = 200\n[clips]\ndir = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[session]\nalways_on = true\n",
-            fifo.display(),
-            asset("models/face_detection_short_range.tflite").display(),
-            spool.display(),
-            dir.path().join("clips").display()
-        ),
-    )
-    .unwrap();
+    let config = desk_config(
+        dir.path(),
+        &fifo,
+        &[
+            ("spool", "commit_interval_ms = 200"),
+            ("server", "listen = \"127.0.0.1:0\""),
+            ("session", "always_on = true"),
+        ],
+    );
     let agent = Agent::start(dir.path(), &config);
 
     // 3 s of a face, then the writer closes: the stream ends.

@@ -1,27 +1,11 @@
 //! `invigil check`: one line per check, exit 1 when any fails.
 
-use invigil_e2e::{asset, invigil};
-
-fn config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
-    let p = dir.join("desk.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "[camera]\nsource = \"file:{}\"\n[model]\npath = \"{}\"\n[spool]\npath = \"{}\"\n[clips]\ndir = \"{}\"\n{extra}",
-            asset("assets/carphone_pristine.mp4").display(),
-            asset("models/face_detection_short_range.tflite").display(),
-            dir.join("spool.sqlite").display(),
-            dir.join("clips").display()
-        ),
-    )
-    .unwrap();
-    p
-}
+use invigil_e2e::{asset, desk_config, invigil};
 
 #[test]
 fn a_healthy_box_passes_every_check() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "");
+    let cfg = desk_config(dir.path(), &asset("assets/carphone_pristine.mp4"), &[]);
     let out = invigil(dir.path(), &["check", "--config", cfg.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -35,7 +19,8 @@ fn an_unreachable_upstream_fails_the_check_by_name() {
     let dir = tempfile::tempdir().unwrap();
     // A port nothing listens on, on loopback.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let cfg = config(dir.path(), &format!("[sync]\nendpoint = \"http://127.0.0.1:{port}/batch\"\n"));
+    let endpoint = format!("endpoint = \"http://127.0.0.1:{port}/batch\"");
+    let cfg = desk_config(dir.path(), &asset("assets/carphone_pristine.mp4"), &[("sync", &endpoint)]);
     let out = invigil(dir.path(), &["check", "--config", cfg.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");

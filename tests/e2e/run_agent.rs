@@ -4,23 +4,17 @@
 
 use std::time::Duration;
 
-use invigil_e2e::{Agent, asset, spool_scores, wait_for};
+use invigil_e2e::{Agent, asset, desk_config, spool_scores, wait_for};
 
 #[test]
 fn run_on_carphone_spools_high_scores_and_stops_cleanly_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool.sqlite");
-    let config = dir.path().join("desk.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "device_id = \"e2e-desk\"\n[camera]\nsource = \"file:{}\"\n[model]\npath = \"{}\"\n[spool]\npath = \"{}\"\ncommit_interval_ms = 200\n[session]\nalways_on = true\n",
-            asset("assets/carphone_pristine.mp4").display(),
-            asset("models/face_detection_short_range.tflite").display(),
-            spool.display()
-        ),
-    )
-    .unwrap();
+    let config = desk_config(
+        dir.path(),
+        &asset("assets/carphone_pristine.mp4"),
+        &[("", "device_id = \"e2e-desk\""), ("spool", "commit_interval_ms = 200"), ("session", "always_on = true")],
+    );
     let agent = Agent::start(dir.path(), &config);
     // 150 frames: past the end of the 120-frame file, so looping is exercised.
     let seen = wait_for(Duration::from_secs(60), || {
@@ -51,19 +45,16 @@ fn bikes_config(dir: &std::path::Path) -> std::path::PathBuf {
 
 /// Nobody at the desk (bikes.mp4), always on; `clips` adds `[clips]` keys.
 fn bikes_config_with(dir: &std::path::Path, clips: &str) -> std::path::PathBuf {
-    let config = dir.join("desk.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "device_id = \"e2e-desk\"\n[camera]\nsource = \"file:{}\"\n[model]\npath = \"{}\"\n[spool]\npath = \"{}\"\ncommit_interval_ms = 200\n[clips]\ndir = \"{}\"\n{clips}[session]\nalways_on = true\n",
-            asset("assets/bikes.mp4").display(),
-            asset("models/face_detection_short_range.tflite").display(),
-            dir.join("spool.sqlite").display(),
-            dir.join("clips").display(),
-        ),
+    desk_config(
+        dir,
+        &asset("assets/bikes.mp4"),
+        &[
+            ("", "device_id = \"e2e-desk\""),
+            ("spool", "commit_interval_ms = 200"),
+            ("clips", clips),
+            ("session", "always_on = true"),
+        ],
     )
-    .unwrap();
-    config
 }
 
 /// Frames ffprobe decodes in a video file (0 if it cannot read it).

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use invigil_e2e::{Agent, asset, wait_for};
+use invigil_e2e::{Agent, asset, desk_config, wait_for};
 
 const CYCLES: usize = 20;
 
@@ -38,28 +38,24 @@ fn twenty_kill_9s_while_syncing_and_uploading_lose_no_committed_score_and_send_n
     let spool = dir.path().join("spool.sqlite");
     let creds = dir.path().join("s3.credentials");
     std::fs::write(&creds, "access_key_id = testing\nsecret_access_key = testing\n").unwrap();
-    let config = dir.path().join("desk.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "device_id = \"e2e-kill9\"\n\
-             [camera]\nsource = \"file:{}\"\n\
-             [model]\npath = \"{}\"\n\
-             [spool]\npath = \"{}\"\ncommit_interval_ms = 200\n\
-             [clips]\ndir = \"{}\"\nlength_s = 4\npreroll_s = 1\n\
-             [sync]\nendpoint = \"{}\"\ninterval_s = 1\n\
-             [storage]\nurl = \"s3://clips/e2e\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\ncredentials_file = \"{}\"\n\
-             [session]\nalways_on = true\n",
-            asset("assets/bikes.mp4").display(),
-            asset("models/face_detection_short_range.tflite").display(),
-            spool.display(),
-            dir.path().join("clips").display(),
-            rx.url,
-            s3.endpoint,
-            creds.display(),
-        ),
-    )
-    .unwrap();
+    let sync = format!("endpoint = \"{}\"\ninterval_s = 1", rx.url);
+    let storage = format!(
+        "url = \"s3://clips/e2e\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\ncredentials_file = \"{}\"",
+        s3.endpoint,
+        creds.display()
+    );
+    let config = desk_config(
+        dir.path(),
+        &asset("assets/bikes.mp4"),
+        &[
+            ("", "device_id = \"e2e-kill9\""),
+            ("spool", "commit_interval_ms = 200"),
+            ("clips", "length_s = 4\npreroll_s = 1"),
+            ("sync", &sync),
+            ("storage", &storage),
+            ("session", "always_on = true"),
+        ],
+    );
     let count = || query::<i64>(&spool, "SELECT COUNT(*) FROM scores").unwrap_or(0);
 
     for cycle in 0..CYCLES {

@@ -7,7 +7,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use invigil_e2e::{asset, invigil_bin};
+use invigil_e2e::{desk_config, fifo_camera, invigil_bin};
 
 /// Messages received on `sock` until `deadline`, each with its arrival time.
 fn drain(sock: &UnixDatagram, until: Instant, out: &mut Vec<(Instant, String)>) {
@@ -24,33 +24,12 @@ fn ready_then_watchdog_pings_while_frames_flow_and_none_when_the_camera_stalls()
     let dir = tempfile::tempdir().unwrap();
     // The camera: a FIFO fed with 3 s of real video as raw Y4M, then kept
     // open with nothing more written — a camera that hangs.
-    let y4m = dir.path().join("carphone.y4m");
-    let st = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(asset("assets/carphone_pristine.mp4"))
-        .args(["-frames:v", "90", "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe"])
-        .arg(&y4m)
-        .status()
-        .unwrap();
-    assert!(st.success(), "ffmpeg made the Y4M");
-    let fifo = dir.path().join("camera.fifo");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let (fifo, y4m_bytes) = fifo_camera(dir.path(), 90);
 
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    let config = dir.path().join("desk.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[camera]\nsource = \"file:{}\"\n[model]\npath = \"{}\"\n[spool]\npath = \"{}\"\n[clips]\ndir = \"{}\"\n",
-            fifo.display(),
-            asset("models/face_detection_short_range.tflite").display(),
-            dir.path().join("spool.sqlite").display(),
-            dir.path().join("clips").display()
-        ),
-    )
-    .unwrap();
+    let config = desk_config(dir.path(), &fifo, &[]);
     let mut child = Command::new(invigil_bin())
         .args(["run", "--config"])
         .arg(&config)
@@ -63,7 +42,6 @@ fn ready_then_watchdog_pings_while_frames_flow_and_none_when_the_camera_stalls()
         .unwrap();
     // Feed the camera; keep the FIFO open afterwards so the source hangs
     // instead of ending.
-    let y4m_bytes = std::fs::read(&y4m).unwrap();
     let fifo_path = fifo.clone();
     let (keep_tx, keep_rx) = std::sync::mpsc::channel::<()>();
     let writer = std::thread::spawn(move || {

@@ -103,3 +103,52 @@ pub fn spool_scores(path: &Path) -> Vec<(i64, i64, String)> {
     };
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(|r| r.unwrap()).collect()
 }
+
+/// A FIFO camera in `dir` and `frames` frames of carphone (one face) as raw
+/// Y4M to feed it: (FIFO path, video bytes). A `file:` source reads a FIFO
+/// like a camera's stream: it ends when the writer closes, hangs while the
+/// writer holds it open with nothing written.
+pub fn fifo_camera(dir: &Path, frames: u32) -> (PathBuf, Vec<u8>) {
+    let y4m = dir.join("carphone.y4m");
+    let st = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(asset("assets/carphone_pristine.mp4"))
+        .args(["-frames:v", &frames.to_string(), "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe"])
+        .arg(&y4m)
+        .status()
+        .unwrap();
+    assert!(st.success(), "ffmpeg made the Y4M");
+    let fifo = dir.join("camera.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    (fifo, std::fs::read(&y4m).unwrap())
+}
+
+/// Writes `DIR/desk.toml` for a test agent: the camera is `file:CAMERA`
+/// (a video or a FIFO), the real model, spool and clips inside DIR. `extra`
+/// adds `(section, lines)`: lines for `[section]` (merged into it if it is
+/// already there; "" = before the first section).
+pub fn desk_config(dir: &Path, camera: &Path, extra: &[(&str, &str)]) -> PathBuf {
+    let mut sections: Vec<(String, String)> = vec![
+        ("camera".into(), format!("source = \"file:{}\"\n", camera.display())),
+        ("model".into(), format!("path = \"{}\"\n", asset("models/face_detection_short_range.tflite").display())),
+        ("spool".into(), format!("path = \"{}\"\n", dir.join("spool.sqlite").display())),
+        ("clips".into(), format!("dir = \"{}\"\n", dir.join("clips").display())),
+    ];
+    let mut text = String::new();
+    for (section, lines) in extra {
+        let lines = format!("{}\n", lines.trim_end());
+        if section.is_empty() {
+            text.push_str(&lines);
+        } else if let Some((_, body)) = sections.iter_mut().find(|(s, _)| s == section) {
+            body.push_str(&lines);
+        } else {
+            sections.push((section.to_string(), lines));
+        }
+    }
+    for (section, body) in sections {
+        text.push_str(&format!("[{section}]\n{body}"));
+    }
+    let path = dir.join("desk.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
