@@ -26,6 +26,7 @@ pub mod service;
 pub mod spool;
 pub mod sync;
 pub mod upload;
+pub mod worker;
 
 /// A command's failure: one line for stderr and the exit code.
 #[derive(Debug)]

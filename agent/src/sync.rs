@@ -52,6 +52,7 @@ use serde::Serialize;
 use crate::analysis::now_ts;
 use crate::config::Validated;
 use crate::spool::{Batch, BatchOutcome, BatchRows, Spool, SpoolError, WriterStats};
+use crate::worker::Worker;
 
 /// A dead-letter of the same status is logged at most this often.
 pub const DEAD_LOG_EVERY: Duration = Duration::from_secs(600);
@@ -675,33 +676,19 @@ pub fn batch_body(device_id: &str, every_nth_frame: u32, rows: &BatchRows, batch
 
 /// The running sync thread.
 pub struct SyncHandle {
-    stop: Arc<(AtomicBool, tokio::sync::Notify)>,
+    worker: Worker,
     grace_ms: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
     pub stats: Arc<SyncStats>,
 }
 
 impl SyncHandle {
     /// Stops the loop: it first sends what is pending, for at most `grace`
     /// (a request cut short leaves its batch pending, re-sent after the
-    /// next start), then the thread ends.
-    pub fn stop(mut self, grace: Duration) {
+    /// next start), then the thread ends. Dropping the handle stops it
+    /// with no grace.
+    pub fn stop(self, grace: Duration) {
         self.grace_ms.store(grace.as_millis() as u64, Ordering::SeqCst);
-        self.halt();
-    }
-
-    fn halt(&mut self) {
-        self.stop.0.store(true, Ordering::SeqCst);
-        self.stop.1.notify_one();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for SyncHandle {
-    fn drop(&mut self) {
-        self.halt();
+        self.worker.stop();
     }
 }
 
@@ -714,50 +701,41 @@ pub fn spawn(
 ) -> Result<SyncHandle, SyncError> {
     let mut syncer = Syncer::new(settings, spool_path, durable)?;
     let stats = syncer.stats.clone();
-    let stop = Arc::new((AtomicBool::new(false), tokio::sync::Notify::new()));
     let grace_ms = Arc::new(AtomicU64::new(0));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(SyncError::Thread)?;
-    let (stop2, grace2) = (stop.clone(), grace_ms.clone());
-    let thread = std::thread::Builder::new()
-        .name("sync".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                let interval = syncer.settings.interval;
-                tracing::info!(endpoint = %syncer.settings.endpoint, interval_ms = interval.as_millis() as u64, "sync: started");
-                while !stop2.0.load(Ordering::SeqCst) {
-                    let step = tokio::select! {
-                        s = syncer.step() => s,
-                        _ = stop2.1.notified() => break,
-                    };
-                    let wait = match step {
-                        Step::Delivered { more: true } => Duration::ZERO,
-                        Step::Retry { wait } => wait,
-                        Step::Paused { wait } => wait.min(interval),
-                        // A refused batch waits an interval before the next
-                        // one: a misconfigured endpoint burns the backlog
-                        // slowly enough for someone to notice.
-                        Step::Idle | Step::Delivered { more: false } | Step::DeadLettered { .. } => interval,
-                    };
-                    if !wait.is_zero() {
-                        tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = stop2.1.notified() => {}
-                        }
-                    }
-                }
-                // Last round: what is pending, within the grace period.
-                let end = Instant::now() + Duration::from_millis(grace2.load(Ordering::SeqCst));
-                while let Some(left) = end.checked_duration_since(Instant::now()) {
-                    match tokio::time::timeout(left, syncer.step()).await {
-                        Ok(Step::Delivered { more: true }) | Ok(Step::Retry { wait: Duration::ZERO }) => continue,
-                        _ => break,
-                    }
-                }
-                tracing::info!(sent = syncer.stats.batches_sent.load(Ordering::Relaxed), "sync: stopped");
-            })
-        })
-        .map_err(SyncError::Thread)?;
-    Ok(SyncHandle { stop, grace_ms, thread: Some(thread), stats })
+    let grace = grace_ms.clone();
+    let worker = Worker::spawn("sync", move |stop| async move {
+        let interval = syncer.settings.interval;
+        tracing::info!(endpoint = %syncer.settings.endpoint, interval_ms = interval.as_millis() as u64, "sync: started");
+        while !stop.is_raised() {
+            let step = tokio::select! {
+                s = syncer.step() => s,
+                _ = stop.raised() => break,
+            };
+            let wait = match step {
+                Step::Delivered { more: true } => Duration::ZERO,
+                Step::Retry { wait } => wait,
+                Step::Paused { wait } => wait.min(interval),
+                // A refused batch waits an interval before the next
+                // one: a misconfigured endpoint burns the backlog
+                // slowly enough for someone to notice.
+                Step::Idle | Step::Delivered { more: false } | Step::DeadLettered { .. } => interval,
+            };
+            if !wait.is_zero() {
+                stop.sleep(wait).await;
+            }
+        }
+        // Last round: what is pending, within the grace period.
+        let end = Instant::now() + Duration::from_millis(grace.load(Ordering::SeqCst));
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match tokio::time::timeout(left, syncer.step()).await {
+                Ok(Step::Delivered { more: true }) | Ok(Step::Retry { wait: Duration::ZERO }) => continue,
+                _ => break,
+            }
+        }
+        tracing::info!(sent = syncer.stats.batches_sent.load(Ordering::Relaxed), "sync: stopped");
+    })
+    .map_err(SyncError::Thread)?;
+    Ok(SyncHandle { worker, grace_ms, stats })
 }
 
 #[cfg(test)]

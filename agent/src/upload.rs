@@ -51,6 +51,7 @@ use crate::analysis::now_ts;
 use crate::config::Validated;
 use crate::spool::{PendingClip, Spool, SpoolError};
 use crate::sync::{Backoff, credential_file};
+use crate::worker::Worker;
 
 /// Placeholder for a missing session or student in an object key.
 pub const NO_ID: &str = "none";
@@ -527,30 +528,16 @@ impl Uploader {
 
 /// The running upload thread.
 pub struct UploadHandle {
-    stop: Arc<(AtomicBool, tokio::sync::Notify)>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    worker: Worker,
     pub stats: Arc<UploadStats>,
 }
 
 impl UploadHandle {
     /// Stops the loop; an upload in progress is abandoned (the clip stays
-    /// pending and is uploaded again after the next start).
-    pub fn stop(mut self) {
-        self.halt();
-    }
-
-    fn halt(&mut self) {
-        self.stop.0.store(true, Ordering::SeqCst);
-        self.stop.1.notify_one();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for UploadHandle {
-    fn drop(&mut self) {
-        self.halt();
+    /// pending and is uploaded again after the next start). Dropping the
+    /// handle does the same.
+    pub fn stop(self) {
+        self.worker.stop();
     }
 }
 
@@ -558,42 +545,32 @@ impl Drop for UploadHandle {
 pub fn spawn(settings: UploadSettings, spool_path: &Path) -> Result<UploadHandle, UploadError> {
     let mut up = Uploader::new(settings, spool_path)?;
     let stats = up.stats.clone();
-    let stop = Arc::new((AtomicBool::new(false), tokio::sync::Notify::new()));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(UploadError::Thread)?;
-    let stop2 = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("upload".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                tracing::info!(store = %up.base_url, prefix = %up.prefix, "upload: started");
-                while !stop2.0.load(Ordering::SeqCst) {
-                    let step = tokio::select! {
-                        s = up.step() => s,
-                        _ = stop2.1.notified() => break,
-                    };
-                    let wait = match step {
-                        UploadStep::Uploaded { .. } | UploadStep::Lost => {
-                            up.enforce_quota();
-                            Duration::ZERO
-                        }
-                        UploadStep::Idle => {
-                            up.enforce_quota();
-                            up.settings.interval
-                        }
-                        UploadStep::Retry { wait } => wait,
-                    };
-                    if !wait.is_zero() {
-                        tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = stop2.1.notified() => {}
-                        }
-                    }
+    let worker = Worker::spawn("upload", move |stop| async move {
+        tracing::info!(store = %up.base_url, prefix = %up.prefix, "upload: started");
+        while !stop.is_raised() {
+            let step = tokio::select! {
+                s = up.step() => s,
+                _ = stop.raised() => break,
+            };
+            let wait = match step {
+                UploadStep::Uploaded { .. } | UploadStep::Lost => {
+                    up.enforce_quota();
+                    Duration::ZERO
                 }
-                tracing::info!(uploaded = up.stats.uploaded.load(Ordering::Relaxed), "upload: stopped");
-            })
-        })
-        .map_err(UploadError::Thread)?;
-    Ok(UploadHandle { stop, thread: Some(thread), stats })
+                UploadStep::Idle => {
+                    up.enforce_quota();
+                    up.settings.interval
+                }
+                UploadStep::Retry { wait } => wait,
+            };
+            if !wait.is_zero() {
+                stop.sleep(wait).await;
+            }
+        }
+        tracing::info!(uploaded = up.stats.uploaded.load(Ordering::Relaxed), "upload: stopped");
+    })
+    .map_err(UploadError::Thread)?;
+    Ok(UploadHandle { worker, stats })
 }
 
 #[cfg(test)]
