@@ -2,47 +2,14 @@
 //! (fetched by `scripts/fetch-assets`), compared with a reference computed
 //! once by the model's own Python interpreter (`scripts/reference/`).
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use common::{asset, check_astronaut_faces, check_astronaut_raw, load_png, model, reference};
 use models::blazeface::{self, Letterbox};
 use models::{FaceDetector, RgbFrame, TfliteDetector};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn asset(name: &str) -> PathBuf {
-    let p = root().join(name);
-    assert!(p.exists(), "{} is missing: run scripts/fetch-assets", p.display());
-    p
-}
-
 fn detector() -> TfliteDetector {
-    TfliteDetector::load(&asset("models/face_detection_short_range.tflite"), 1).expect("model loads")
-}
-
-/// Decodes a PNG to packed RGB8 (alpha dropped).
-fn load_png(name: &str) -> (usize, usize, Vec<u8>) {
-    let file = std::fs::File::open(asset(name)).unwrap();
-    let mut dec = png::Decoder::new(std::io::BufReader::new(file));
-    dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut reader = dec.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let (w, h) = (info.width as usize, info.height as usize);
-    let ch = info.color_type.samples();
-    let rgb = match ch {
-        3 => buf[..w * h * 3].to_vec(),
-        4 => buf[..w * h * 4].chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
-        1 => buf[..w * h].iter().flat_map(|&g| [g, g, g]).collect(),
-        n => panic!("{name}: {n} channels"),
-    };
-    (w, h, rgb)
-}
-
-fn reference() -> serde_json::Value {
-    let text = std::fs::read_to_string(root().join("models/tests/fixtures/blazeface_reference.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+    TfliteDetector::load(&model(), 1).expect("model loads")
 }
 
 #[test]
@@ -50,17 +17,7 @@ fn astronaut_has_one_face_matching_the_python_reference() {
     let (w, h, rgb) = load_png("assets/astronaut.png");
     let frame = RgbFrame::packed(w, h, &rgb).unwrap();
     let faces = detector().detect(&frame).unwrap();
-    assert_eq!(faces.len(), 1, "{faces:?}");
-    let r = &reference()["astronaut"]["detections"][0];
-    let f = |k: &str| r[k].as_f64().unwrap() as f32;
-    let want = models::BBox { xmin: f("xmin"), ymin: f("ymin"), xmax: f("xmax"), ymax: f("ymax") };
-    let iou = faces[0].bbox.iou(&want);
-    assert!(iou >= 0.8, "IoU {iou} of {:?} with reference {want:?}", faces[0].bbox);
-    assert!((faces[0].score - f("score")).abs() < 0.02, "score {} vs {}", faces[0].score, f("score"));
-    for (k, p) in faces[0].keypoints.iter().enumerate() {
-        let (x, y) = (r["keypoints"][k][0].as_f64().unwrap() as f32, r["keypoints"][k][1].as_f64().unwrap() as f32);
-        assert!((p.x - x).abs() < 3.0 && (p.y - y).abs() < 3.0, "keypoint {k}: {p:?} vs ({x}, {y})");
-    }
+    check_astronaut_faces(&faces);
 }
 
 #[test]
@@ -78,16 +35,7 @@ fn astronaut_input_tensor_and_raw_outputs_match_the_python_interpreter() {
     assert!((sum_sq - t["sum_of_squares"].as_f64().unwrap()).abs() < 0.05, "input sum of squares {sum_sq}");
 
     let (reg, logits) = detector().run_raw(&input).unwrap();
-    for a in refr["astronaut"]["top_raw_anchors"].as_array().unwrap() {
-        let i = a["anchor"].as_u64().unwrap() as usize;
-        let want = a["raw_score"].as_f64().unwrap() as f32;
-        assert!((logits[i] - want).abs() < 1e-3, "anchor {i} logit {} vs {want}", logits[i]);
-        for (j, v) in a["regressors"].as_array().unwrap().iter().enumerate() {
-            let want = v.as_f64().unwrap() as f32;
-            let got = reg[i * 16 + j];
-            assert!((got - want).abs() < 1e-3 * want.abs().max(1.0), "anchor {i} regressor {j}: {got} vs {want}");
-        }
-    }
+    check_astronaut_raw(&reg, &logits);
 }
 
 #[test]
