@@ -262,16 +262,18 @@ pub async fn serve(
 }
 
 /// Starts the server in a thread of its own (a 2-worker tokio runtime),
-/// stopping when `shutdown` is set.
+/// stopping when `shutdown` is set. An address in use (another process, an
+/// agent still stopping) is retried until it is free, so a box never stays
+/// without sessions for good; scoring goes on meanwhile.
 pub fn spawn(
     listen: std::net::SocketAddr,
     state: Arc<Shared>,
     shutdown: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let listener = rt.block_on(tokio::net::TcpListener::bind(listen))?;
-    tracing::info!(listen = %listen, "server listening");
     std::thread::Builder::new().name("server".into()).spawn(move || {
+        let Some(listener) = rt.block_on(bind_retrying(listen, &shutdown)) else { return };
+        tracing::info!(listen = %listener.local_addr().unwrap_or(listen), "server listening");
         let stop = async move {
             while !shutdown.load(Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -282,6 +284,38 @@ pub fn spawn(
         }
         rt.shutdown_timeout(Duration::from_millis(500));
     })
+}
+
+/// Binds `listen`, retrying (1 s doubling to 10 s) while that fails; one
+/// error line for the first failure, one line when it works. None if
+/// `shutdown` comes first.
+async fn bind_retrying(listen: std::net::SocketAddr, shutdown: &AtomicBool) -> Option<tokio::net::TcpListener> {
+    let mut wait = Duration::from_secs(1);
+    let mut failures = 0u32;
+    loop {
+        match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => {
+                if failures > 0 {
+                    tracing::warn!(listen = %listen, failures, "server: the address is free again");
+                }
+                return Some(l);
+            }
+            Err(e) if failures == 0 => {
+                tracing::error!(listen = %listen, error = %e,
+                    "server cannot listen; retrying (no /live, /analyze or sessions until then)");
+            }
+            Err(e) => tracing::debug!(listen = %listen, error = %e, "server: still cannot listen"),
+        }
+        failures += 1;
+        let end = Instant::now() + wait;
+        while Instant::now() < end {
+            if shutdown.load(Ordering::SeqCst) {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        wait = (wait * 2).min(Duration::from_secs(10));
+    }
 }
 
 fn json_error(status: StatusCode, msg: impl std::fmt::Display) -> Response {

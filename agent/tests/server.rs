@@ -465,3 +465,27 @@ async fn preview_is_made_only_while_asked_for() {
     assert_eq!((pw, ph), (w, h));
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_address_is_retried_until_it_is_free() {
+    // Another process holds the port when the agent starts.
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = blocker.local_addr().unwrap();
+    let shared = Arc::new(Shared::new(factory(), None, Limits::default()));
+    let shutdown = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let thread = agent::server::spawn(addr, shared, shutdown.clone()).unwrap();
+    // Long enough for the first bind to fail.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(blocker);
+    let mut status = None;
+    for _ in 0..150 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            status = Some(http(addr, "GET", "/healthz", "", None).await.0);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shutdown.store(true, Ordering::SeqCst);
+    tokio::task::spawn_blocking(move || thread.join().unwrap()).await.unwrap();
+    assert_eq!(status, Some(200), "the server took the address once it was free");
+}

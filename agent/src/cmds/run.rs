@@ -47,8 +47,8 @@ pub fn run(config: Option<&Path>) -> Result<(), Failure> {
     let shutdown = Arc::new(AtomicBool::new(false));
     spawn_signal_handler(shutdown.clone())?;
     let shared = server_state(&cfg, &writer, sync.as_ref(), &upload)?;
-    // A server that cannot bind is logged, not fatal: scoring and the spool
-    // (always_on) keep working; sessions and /live are unavailable.
+    // The server binds in its own thread, retrying while the address is
+    // taken: scoring and the spool (always_on) do not wait for it.
     let server_thread = match crate::server::spawn(cfg.listen, shared.clone(), shutdown.clone()) {
         Ok(t) => Some(t),
         Err(e) => {
