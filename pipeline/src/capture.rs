@@ -165,7 +165,11 @@ impl Capture {
         } else {
             "queue max-size-buffers=4 max-size-bytes=0 max-size-time=0"
         };
-        let appsink_opts = if cfg.realtime { "max-buffers=1 drop=true" } else { "max-buffers=4 drop=false" };
+        // Live: an end of stream does not wait for the app to pull what the
+        // sinks hold (stop would otherwise wait for a frame nobody takes).
+        // Offline it must: every frame is scored.
+        let appsink_opts =
+            if cfg.realtime { "max-buffers=1 drop=true wait-on-eos=false" } else { "max-buffers=4 drop=false" };
         let mut desc = format!(
             "{src}{pace} ! tee name=t \
              t. ! {analysis_queue} ! videoconvert ! videoscale ! \
@@ -181,8 +185,9 @@ impl Capture {
             desc.push_str(&format!(
                 " t. ! queue max-size-buffers=30 max-size-bytes=0 max-size-time=0 ! {} ! \
                  h264parse config-interval=-1 ! video/x-h264,stream-format=avc,alignment=au ! \
-                 appsink name=enc sync={sync} max-buffers=60 drop=true enable-last-sample=false",
-                chosen.description
+                 appsink name=enc sync={sync} max-buffers=60 drop=true wait-on-eos={wait} enable-last-sample=false",
+                chosen.description,
+                wait = !cfg.realtime,
             ));
             encoder_name = Some(chosen.element);
         }
@@ -386,13 +391,26 @@ impl Capture {
         self.pipeline.by_name("enc")?.static_pad("sink")?.current_caps()
     }
 
-    /// Sends end-of-stream and waits (bounded) so encoders flush, then stops.
-    pub fn stop(self) {
-        self.pipeline.send_event(gst::event::Eos::new());
-        let _ = self
+    /// Sends end-of-stream and waits (bounded, 2 s) so encoders flush, then
+    /// stops. True if the end of stream reached every sink in time.
+    pub fn stop(self) -> bool {
+        // Into the tee, not to the source: a file source run by its demuxer
+        // (pull mode) never forwards an EOS sent to it, which cost every
+        // stop the full wait.
+        let tee_sink = self.pipeline.by_name("t").and_then(|t| t.static_pad("sink"));
+        match tee_sink {
+            Some(pad) => {
+                pad.send_event(gst::event::Eos::new());
+            }
+            None => {
+                self.pipeline.send_event(gst::event::Eos::new());
+            }
+        }
+        let msg = self
             .bus
             .timed_pop_filtered(gst::ClockTime::from_seconds(2), &[gst::MessageType::Eos, gst::MessageType::Error]);
         // Drop sets Null.
+        matches!(msg.as_ref().map(|m| m.view()), Some(gst::MessageView::Eos(_)))
     }
 }
 

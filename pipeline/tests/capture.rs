@@ -114,3 +114,17 @@ fn a_realtime_looping_file_plays_like_a_camera() {
     // benchmark measures drops, this checks the branch is not starved.
     assert!(st.dropped <= 15, "{st:?}");
 }
+
+#[test]
+fn stop_flushes_the_encoder_for_a_file_and_for_a_live_source() {
+    // A demuxed file runs its source in pull mode, where an EOS sent to the
+    // source is never forwarded; stop must still end every branch.
+    for source in [Source::File(asset("carphone_pristine.mp4")), Source::Test] {
+        let mut cfg = CaptureConfig::new(source.clone());
+        cfg.looping = true;
+        cfg.encoder = Some(pipeline::encoder::EncoderSettings::new("x264enc", cfg.fps, 1000));
+        let cap = Capture::start(cfg, None).unwrap();
+        assert_eq!(pull_all(&cap, 20).unwrap().len(), 20);
+        assert!(cap.stop(), "{source}: the end of stream reached the sinks");
+    }
+}
