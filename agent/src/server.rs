@@ -498,6 +498,13 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
         m("invigil_sync_batches_sent_total", "counter", "Score batches delivered.", ld(&st.batches_sent));
         m("invigil_sync_retried_total", "counter", "Sync attempts retried.", ld(&st.retried));
         m("invigil_sync_dead_lettered_total", "counter", "Score batches dead-lettered.", ld(&st.dead_lettered));
+        m("invigil_sync_pending_scores", "gauge", "Scores not yet delivered upstream.", ld(&st.pending_scores));
+        m(
+            "invigil_sync_lag_seconds",
+            "gauge",
+            "Age of the oldest undelivered score.",
+            format!("{:.1}", st.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0),
+        );
     }
     m("invigil_clips_session_left", "gauge", "Clips the current session may still record.", ld(&h.clips_left));
     m(

@@ -616,6 +616,14 @@ impl Spool {
             .map_err(sq(&self.path))
     }
 
+    /// Scores not yet delivered upstream (an index-only count).
+    pub fn pending_scores(&self) -> Result<u64, SpoolError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM scores WHERE delivered = 0", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(sq(&self.path))
+    }
+
     /// Writes and rolls back a row: the file and its folder accept writes.
     pub fn write_probe(&self) -> Result<(), SpoolError> {
         let e = |err| SpoolError::from_sqlite(&self.path, err);

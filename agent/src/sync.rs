@@ -277,6 +277,8 @@ pub struct SyncStats {
     pub last_success_ms: AtomicU64,
     /// Age of the oldest undelivered score at the last step (gauge).
     pub lag_ms: AtomicU64,
+    /// Undelivered scores at the last step (gauge).
+    pub pending_scores: AtomicU64,
     /// Last HTTP status; 0 = no answer (gauge).
     pub last_status: AtomicU64,
     /// Set while paused after a 401/403 (gauge).
@@ -553,6 +555,9 @@ impl Syncer {
             .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as u64)
             .unwrap_or(0);
         self.stats.lag_ms.store(lag, Ordering::Relaxed);
+        if let Ok(n) = self.spool.pending_scores() {
+            self.stats.pending_scores.store(n, Ordering::Relaxed);
+        }
     }
 }
 

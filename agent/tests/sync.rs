@@ -56,6 +56,12 @@ fn every_score_arrives_once_and_in_order_after_upstream_is_down_for_a_while() {
     // a reset mid-request, an answer slower than the client waits (stored,
     // so the retry is a duplicate key), throttling with Retry-After.
     std::thread::sleep(Duration::from_secs(1));
+    // While it is down, the backlog shows in the gauge /metrics reports.
+    let backlog = wait_for(Duration::from_secs(10), || {
+        let n = sync.stats.pending_scores.load(Ordering::Relaxed);
+        (n > 0).then_some(n)
+    });
+    assert!(backlog.is_some(), "no pending scores reported while upstream was down");
     rx.push_faults([
         Fault::Status(500),
         Fault::Reset,
@@ -68,10 +74,14 @@ fn every_score_arrives_once_and_in_order_after_upstream_is_down_for_a_while() {
     rx.set_down(false);
     producer.join().unwrap();
     let all = wait_for(Duration::from_secs(30), || (rx.frames().len() as u64 >= N).then_some(()));
+    // Drained: the gauge comes back to 0 at the next step.
+    let drained =
+        wait_for(Duration::from_secs(10), || (sync.stats.pending_scores.load(Ordering::Relaxed) == 0).then_some(()));
     sync.stop(Duration::from_secs(2));
     writer.close();
     writer_thread.join().unwrap();
     assert!(all.is_some(), "only {} of {N} scores arrived", rx.frames().len());
+    assert!(drained.is_some(), "pending_scores stayed above 0 after every score arrived");
 
     let frames: Vec<u64> = rx.frames().into_iter().map(|(_, f)| f).collect();
     assert_eq!(frames, (0..N).collect::<Vec<_>>(), "every score, once, in order");
