@@ -1,7 +1,7 @@
 //! The live server on `server.listen` (issue 6): HTTP + WebSocket with axum.
 //!
 //! - `GET /live` (WebSocket): every [`Analysis`] the run loop produces, as
-//!   JSON. A client that reads too slowly skips messages; the skipped count
+//!   JSON, and an incident object when an incident opens and when it closes. A client that reads too slowly skips messages; the skipped count
 //!   is the `invigil_live_lagged_messages_total` metric.
 //! - `GET /analyze` (WebSocket): the browser protocol of CONTRACTS.md. Each
 //!   message is a JPEG (data URL text, JSON `{"frame"|"image": dataurl}`, or
@@ -151,6 +151,9 @@ pub struct Shared {
     /// When `/preview.jpg` was last asked for, and the last preview made.
     preview_wanted: Mutex<Option<Instant>>,
     preview: Mutex<Option<(Instant, Bytes)>>,
+    /// The open incident's message, sent first to a `/live` client that
+    /// connects while it lasts.
+    open_incident: Mutex<Option<Arc<str>>>,
 }
 
 /// At most this many previews a second, and only while someone asks.
@@ -174,6 +177,7 @@ impl Shared {
             spool_dir: None,
             preview_wanted: Mutex::new(None),
             preview: Mutex::new(None),
+            open_incident: Mutex::new(None),
         }
     }
 
@@ -210,6 +214,27 @@ impl Shared {
         if let Ok(s) = serde_json::to_string(a) {
             let _ = self.live.send(Arc::from(s));
         }
+    }
+
+    /// An incident opened or closed by the run loop, to `/live` as
+    /// CONTRACTS.md's incident object (`clip` is null here: the clip's
+    /// object is known only once uploaded, and goes upstream then).
+    pub fn publish_incident(&self, device_id: &str, row: &crate::spool::IncidentRow) {
+        let reasons: serde_json::Value = serde_json::from_str(&row.reasons).unwrap_or_else(|_| json!([]));
+        let v = json!({
+            "type": "incident",
+            "device_id": device_id,
+            "session_id": row.session_id,
+            "id": row.id,
+            "started": row.started,
+            "ended": row.ended,
+            "min_score": row.min_score,
+            "reasons": reasons,
+            "clip": null,
+        });
+        let msg: Arc<str> = Arc::from(v.to_string());
+        *self.open_incident.lock().unwrap() = row.ended.is_none().then(|| msg.clone());
+        let _ = self.live.send(msg);
     }
 
     /// The current session, if any.
@@ -543,15 +568,28 @@ fn too_busy() -> Response {
 async fn live(State(s): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
     let Ok(permit) = s.conns.clone().try_acquire_owned() else { return too_busy() };
     let rx = s.live.subscribe();
+    // Taken after subscribing: an incident that closes meanwhile is also
+    // in `rx`, so the client ends up with its latest state.
+    let open = s.open_incident.lock().unwrap().clone();
     let health = s.health.clone();
     ws.max_message_size(64 << 10).on_upgrade(move |socket| async move {
         let _permit = permit;
-        live_loop(socket, rx, health).await
+        live_loop(socket, open, rx, health).await
     })
 }
 
-async fn live_loop(socket: WebSocket, mut rx: broadcast::Receiver<Arc<str>>, health: Arc<Health>) {
+async fn live_loop(
+    socket: WebSocket,
+    open_incident: Option<Arc<str>>,
+    mut rx: broadcast::Receiver<Arc<str>>,
+    health: Arc<Health>,
+) {
     let (mut tx, mut incoming) = socket.split();
+    if let Some(text) = open_incident
+        && tx.send(Message::Text(Utf8Bytes::from(&*text))).await.is_err()
+    {
+        return;
+    }
     loop {
         tokio::select! {
             m = rx.recv() => match m {

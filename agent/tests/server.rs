@@ -308,6 +308,30 @@ async fn live_receives_broadcasts_and_counts_a_slow_clients_lag() {
     for i in 0..5 {
         assert_eq!(next_json(&mut slow).await["frame"], i);
     }
+    // An incident, as the run loop publishes it when one opens.
+    let row = agent::spool::IncidentRow {
+        id: "desk-1".into(),
+        session_id: Some("exam-7".into()),
+        student_id: None,
+        started: "2026-11-24T09:00:00.000Z".into(),
+        ended: None,
+        min_score: 12,
+        reasons: "[\"no_face\"]".into(),
+        clip_path: None,
+    };
+    srv.shared.publish_incident("test-desk", &row);
+    for ws in [&mut fast, &mut slow] {
+        let v = next_json(ws).await;
+        assert_eq!(v["type"], "incident", "{v}");
+        assert_eq!((v["id"].as_str(), v["session_id"].as_str()), (Some("desk-1"), Some("exam-7")), "{v}");
+        assert_eq!((v["min_score"].as_u64(), v["reasons"][0].as_str()), (Some(12), Some("no_face")), "{v}");
+        assert!(v["ended"].is_null() && v["clip"].is_null(), "{v}");
+    }
+    // A page opened while the incident lasts hears of it first.
+    let mut late = srv.ws("/live").await;
+    let v = next_json(&mut late).await;
+    assert_eq!((v["type"].as_str(), v["id"].as_str()), (Some("incident"), Some("desk-1")), "{v}");
+    drop(late);
     // The slow client stops reading while 20 000 messages go out.
     for i in 5..20_005 {
         srv.shared.publish(&fake_analysis(i));

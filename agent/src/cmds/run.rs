@@ -373,6 +373,7 @@ fn analysis_loop(
         match tracker.update(&a, student.as_deref()) {
             Some(Change::Opened(row)) => {
                 tracing::warn!(incident = %row.id, score = a.focus_score, reasons = %row.reasons, "incident opened");
+                shared.publish_incident(&cfg.device_id, &row);
                 if spooling {
                     if let Some(t) = pts_ns {
                         clips.trigger(t, &row.id);
@@ -383,6 +384,7 @@ fn analysis_loop(
             }
             Some(Change::Closed(row)) => {
                 tracing::info!(incident = %row.id, min_score = row.min_score, reasons = %row.reasons, "incident closed");
+                shared.publish_incident(&cfg.device_id, &row);
                 if spooling {
                     writer.push(Record::Incident(row));
                 }
