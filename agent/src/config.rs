@@ -103,13 +103,24 @@ pub struct Clips {
     /// as one more); later incidents are kept without a clip. 0 records
     /// none. Default 30 (five minutes of 10 s clips).
     pub max_per_session: u32,
+    /// Hours an uploaded clip's local copy is kept (0: deleted once its
+    /// upload is confirmed). Default 24. Clips not uploaded are kept.
+    pub keep_uploaded_h: u32,
     /// "auto" or an element name. Default "auto".
     pub encoder: String,
 }
 
 impl Default for Clips {
     fn default() -> Self {
-        Self { length_s: 10, preroll_s: 3, dir: None, max_disk_mb: 2048, max_per_session: 30, encoder: "auto".into() }
+        Self {
+            length_s: 10,
+            preroll_s: 3,
+            dir: None,
+            max_disk_mb: 2048,
+            max_per_session: 30,
+            keep_uploaded_h: 24,
+            encoder: "auto".into(),
+        }
     }
 }
 
@@ -122,11 +133,13 @@ pub struct Spool {
     pub commit_interval_ms: u64,
     /// Default 512.
     pub max_disk_mb: u64,
+    /// Hours delivered (or dead-lettered) scores stay in the spool. Default 24.
+    pub keep_delivered_h: u32,
 }
 
 impl Default for Spool {
     fn default() -> Self {
-        Self { path: None, commit_interval_ms: 1000, max_disk_mb: 512 }
+        Self { path: None, commit_interval_ms: 1000, max_disk_mb: 512, keep_delivered_h: 24 }
     }
 }
 
@@ -211,10 +224,12 @@ pub struct Validated {
     pub preroll_s: u32,
     pub clips_max_disk_mb: u64,
     pub clips_max_per_session: u32,
+    pub clips_keep_uploaded_h: u32,
     pub encoder: String,
     pub spool_path: PathBuf,
     pub commit_interval_ms: u64,
     pub spool_max_disk_mb: u64,
+    pub spool_keep_delivered_h: u32,
     pub listen: std::net::SocketAddr,
     pub always_on: bool,
     pub raw: Config,
@@ -307,6 +322,18 @@ impl Config {
                 format!("{} is over 10000; use e.g. 30 (0 records no clips)", c.max_per_session),
             ));
         }
+        if c.keep_uploaded_h > 8760 {
+            return Err(err(
+                "clips.keep_uploaded_h",
+                format!("{} is over a year; use e.g. 24 (0 deletes a clip once uploaded)", c.keep_uploaded_h),
+            ));
+        }
+        if !(1..=8760).contains(&self.spool.keep_delivered_h) {
+            return Err(err(
+                "spool.keep_delivered_h",
+                format!("{} is out of range; use 1 to 8760 hours, such as 24", self.spool.keep_delivered_h),
+            ));
+        }
         if !(100..=60_000).contains(&self.spool.commit_interval_ms) {
             return Err(err(
                 "spool.commit_interval_ms",
@@ -359,10 +386,12 @@ impl Config {
             preroll_s: c.preroll_s,
             clips_max_disk_mb: c.max_disk_mb,
             clips_max_per_session: c.max_per_session,
+            clips_keep_uploaded_h: c.keep_uploaded_h,
             encoder: c.encoder.clone(),
             spool_path: self.spool.path.clone().unwrap_or_else(|| data.join("spool.sqlite")),
             commit_interval_ms: self.spool.commit_interval_ms,
             spool_max_disk_mb: self.spool.max_disk_mb,
+            spool_keep_delivered_h: self.spool.keep_delivered_h,
             listen,
             always_on: self.session.always_on,
             raw: self,
@@ -398,6 +427,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_config_the_sd_image_ships_is_valid() {
+        let file = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../yocto/meta-invigil/recipes-invigil/invigil-config/files/config.toml"
+        );
+        let text = std::fs::read_to_string(file).unwrap();
+        let v = Config::parse(&text, file).unwrap().validate(file).unwrap();
+        assert_eq!((v.clips_max_per_session, v.clips_keep_uploaded_h, v.spool_keep_delivered_h), (30, 24, 24));
+    }
+
+    #[test]
     fn empty_config_gives_the_documented_defaults() {
         let v = Config::parse("", "x.toml").unwrap().validate("x.toml").unwrap();
         assert_eq!((v.width, v.height, v.fps), (640, 480, 30));
@@ -407,6 +447,7 @@ mod tests {
         assert_eq!(v.clip_length_s, 10);
         assert_eq!(v.preroll_s, 3);
         assert_eq!(v.clips_max_per_session, 30);
+        assert_eq!((v.clips_keep_uploaded_h, v.spool_keep_delivered_h), (24, 24));
         assert_eq!(v.commit_interval_ms, 1000);
         assert_eq!(v.listen.to_string(), "127.0.0.1:8000");
         assert_eq!(v.spool_path, PathBuf::from("invigil-data/spool.sqlite"));
@@ -437,6 +478,8 @@ mod tests {
             ("[score]\nthreshold = 0\n", "score.threshold"),
             ("[clips]\npreroll_s = 12\n", "clips.preroll_s"),
             ("[clips]\nmax_per_session = 20000\n", "clips.max_per_session"),
+            ("[clips]\nkeep_uploaded_h = 9000\n", "clips.keep_uploaded_h"),
+            ("[spool]\nkeep_delivered_h = 0\n", "spool.keep_delivered_h"),
             ("[server]\nlisten = \"0.0.0.0:8000\"\n", "server.token_file"),
             ("[server]\nlisten = \"here\"\n", "server.listen"),
             ("device_id = \"desk 17\"\n", "device_id"),

@@ -542,6 +542,12 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
         m("invigil_uploads_total", "counter", "Clips uploaded.", ld(&u.uploaded));
         m("invigil_upload_pending", "gauge", "Clips waiting for upload.", ld(&u.pending));
         m("invigil_clips_evicted_total", "counter", "Uploaded clips deleted locally for the quota.", ld(&u.evicted));
+        m(
+            "invigil_clips_expired_total",
+            "counter",
+            "Uploaded clips deleted locally after clips.keep_uploaded_h.",
+            ld(&u.expired),
+        );
     }
     if let Some(b) = s.spool_dir.as_deref().and_then(disk_free) {
         m("invigil_disk_free_bytes", "gauge", "Free bytes in the spool's folder.", b.to_string());

@@ -40,7 +40,7 @@
 //!    way; when nothing can be dropped the records wait in memory (3) and
 //!    the writer recovers on its own when space returns.
 //! 8. **Retention.** Scores delivered or dead-lettered more than
-//!    [`SpoolLimits::keep_delivered`] ago (default 24 h) are deleted, a
+//!    [`SpoolLimits::keep_delivered`] (`spool.keep_delivered_h`, default 24 h) ago are deleted, a
 //!    bounded number per minute, inside the writer's own commit (no extra
 //!    fsync). The newest score row is never deleted, so ids never go back.
 //!
@@ -925,6 +925,25 @@ impl Spool {
             .map_err(&e)?;
         stmt.query_map([], |r| {
             Ok((r.get(0)?, PathBuf::from(r.get::<_, String>(1)?), r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? == 1))
+        })
+        .map_err(&e)?
+        .collect::<Result<_, _>>()
+        .map_err(&e)
+    }
+
+    /// Uploaded clips still on disk, oldest upload first: (id, path, bytes,
+    /// uploaded_at).
+    pub fn uploaded_clips_on_disk(&self) -> Result<Vec<(i64, PathBuf, u64, String)>, SpoolError> {
+        let e = sq(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, path, bytes, uploaded_at FROM clips
+                 WHERE removed = 0 AND uploaded = 1 AND uploaded_at IS NOT NULL ORDER BY uploaded_at, id",
+            )
+            .map_err(&e)?;
+        stmt.query_map([], |r| {
+            Ok((r.get(0)?, PathBuf::from(r.get::<_, String>(1)?), r.get::<_, i64>(2)? as u64, r.get(3)?))
         })
         .map_err(&e)?
         .collect::<Result<_, _>>()

@@ -18,6 +18,9 @@
 //!    the oldest already-uploaded clips are deleted first (their rows stay,
 //!    `removed = 1`); clips not yet uploaded are never deleted for the
 //!    quota (a warning says so).
+//! 5. **Footage does not linger.** An uploaded clip's local file is deleted
+//!    `clips.keep_uploaded_h` (default 24) hours after its upload; a clip
+//!    not yet uploaded is never deleted for its age.
 //!
 //! # Where
 //! `storage.url`: `s3://BUCKET/PREFIX` (AWS S3, MinIO, Supabase Storage's S3
@@ -169,6 +172,9 @@ pub struct UploadSettings {
     pub credentials: Option<Credentials>,
     /// `clips.max_disk_mb`. Default 2048 MiB.
     pub clips_max_bytes: u64,
+    /// `clips.keep_uploaded_h`: an uploaded clip's local file is deleted
+    /// this long after its upload. Default 24 h.
+    pub keep_uploaded: Duration,
     /// Poll for new clips this often. Default 2 s.
     pub interval: Duration,
     /// Default 1 s doubling to 5 min.
@@ -188,6 +194,7 @@ impl UploadSettings {
             region: None,
             credentials: None,
             clips_max_bytes: 2048 << 20,
+            keep_uploaded: Duration::from_secs(24 * 3600),
             interval: Duration::from_secs(2),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
@@ -210,6 +217,7 @@ impl UploadSettings {
         s.endpoint = st.endpoint.clone();
         s.region = st.region.clone();
         s.clips_max_bytes = cfg.clips_max_disk_mb << 20;
+        s.keep_uploaded = Duration::from_secs(cfg.clips_keep_uploaded_h as u64 * 3600);
         if let Some(ep) = &s.endpoint
             && !(ep.starts_with("http://") || ep.starts_with("https://"))
         {
@@ -307,6 +315,8 @@ pub struct UploadStats {
     pub lost: AtomicU64,
     /// Uploaded clips deleted locally for the quota, and their bytes.
     pub evicted: AtomicU64,
+    /// Uploaded clips deleted locally after `keep_uploaded`.
+    pub expired: AtomicU64,
     pub evicted_bytes: AtomicU64,
     /// Clips waiting (gauge).
     pub pending: AtomicU64,
@@ -473,6 +483,33 @@ impl Uploader {
         UploadStep::Retry { wait }
     }
 
+    /// Deletes the local files of clips uploaded more than `keep_uploaded`
+    /// before `now` (their rows stay, `removed = 1`). Returns the bytes freed.
+    pub fn expire_uploaded(&mut self, now: chrono::DateTime<chrono::Utc>) -> u64 {
+        let Ok(clips) = self.spool.uploaded_clips_on_disk() else { return 0 };
+        let keep = chrono::Duration::from_std(self.settings.keep_uploaded).unwrap_or(chrono::Duration::MAX);
+        let mut freed = 0;
+        for (id, path, bytes, at) in clips {
+            let Ok(at) = at.parse::<chrono::DateTime<chrono::Utc>>() else { continue };
+            if now - at < keep {
+                break; // oldest first: the rest are younger
+            }
+            if std::fs::remove_file(&path).is_ok() || !path.exists() {
+                let _ = self.spool.clip_removed(id);
+                freed += bytes;
+                self.stats.expired.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if freed > 0 {
+            tracing::info!(
+                freed_bytes = freed,
+                keep_h = self.settings.keep_uploaded.as_secs() / 3600,
+                "upload: deleted the local copies of clips uploaded long enough ago"
+            );
+        }
+        freed
+    }
+
     /// Deletes the oldest uploaded clips while the clip files exceed the
     /// quota. Returns the bytes freed.
     pub fn enforce_quota(&mut self) -> u64 {
@@ -554,10 +591,12 @@ pub fn spawn(settings: UploadSettings, spool_path: &Path) -> Result<UploadHandle
             };
             let wait = match step {
                 UploadStep::Uploaded { .. } | UploadStep::Lost => {
+                    up.expire_uploaded(chrono::Utc::now());
                     up.enforce_quota();
                     Duration::ZERO
                 }
                 UploadStep::Idle => {
+                    up.expire_uploaded(chrono::Utc::now());
                     up.enforce_quota();
                     up.settings.interval
                 }

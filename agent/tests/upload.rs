@@ -216,3 +216,31 @@ fn a_clip_whose_file_is_gone_is_marked_lost_and_skipped() {
     assert!(matches!(steps[1], UploadStep::Uploaded { .. }));
     assert_eq!(steps[2], UploadStep::Idle);
 }
+
+#[test]
+fn uploaded_clips_leave_the_box_after_keep_uploaded_and_pending_ones_never_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.sqlite");
+    clip(dir.path(), &path, "inc-1", 1_000);
+    clip(dir.path(), &path, "inc-2", 1_000);
+    let mut s = UploadSettings::new(StoreUrl::File { dir: dir.path().join("out") });
+    s.keep_uploaded = Duration::from_secs(24 * 3600);
+    let key = block_on(async {
+        let mut up = Uploader::new(s, &path).unwrap();
+        let UploadStep::Uploaded { key, .. } = up.step().await else { panic!("inc-1 not uploaded") };
+        // inc-2 stays pending (not uploaded yet).
+        let now = chrono::Utc::now();
+        assert_eq!(up.expire_uploaded(now + chrono::Duration::hours(23)), 0, "kept for a day");
+        assert!(dir.path().join("inc-1.mp4").exists());
+        assert_eq!(up.expire_uploaded(now + chrono::Duration::hours(25)), 1_000);
+        assert!(!dir.path().join("inc-1.mp4").exists(), "gone from the box a day after its upload");
+        assert!(dir.path().join("inc-2.mp4").exists(), "a clip not uploaded is never deleted for age");
+        assert_eq!(up.expire_uploaded(now + chrono::Duration::days(400)), 0);
+        assert_eq!(up.stats.expired.load(Ordering::Relaxed), 1);
+        key
+    });
+    // The uploaded object is still in the store, and the record stays.
+    assert!(dir.path().join("out").join(&key).exists(), "{key}");
+    let st = Spool::open(&path).unwrap().stats(50).unwrap();
+    assert_eq!((st.clips, st.clips_uploaded, st.clips_pending), (2, 1, 1));
+}

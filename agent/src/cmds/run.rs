@@ -36,7 +36,10 @@ pub fn run(config: Option<&Path>) -> Result<(), Failure> {
     let sync_settings = crate::sync::SyncSettings::from_config(&cfg).map_err(Failure::usage)?;
     let upload_settings = crate::upload::UploadSettings::from_config(&cfg).map_err(Failure::usage)?;
     let mut spool = Spool::open(&cfg.spool_path).map_err(Failure::runtime)?;
-    let limits = crate::spool::SpoolLimits { max_bytes: cfg.spool_max_disk_mb << 20, ..Default::default() };
+    let limits = crate::spool::SpoolLimits {
+        max_bytes: cfg.spool_max_disk_mb << 20,
+        keep_delivered: Duration::from_secs(cfg.spool_keep_delivered_h as u64 * 3600),
+    };
     spool.set_limits(limits).map_err(Failure::runtime)?;
     let (writer, writer_thread) = SpoolWriter::start(spool, Duration::from_millis(cfg.commit_interval_ms));
     // Sync and upload: threads of their own, stopped after the last commit.
