@@ -80,6 +80,9 @@ enum SessionCommand {
 enum SpoolCommand {
     /// Scores, incidents and clips: pending, synced, dead-lettered; bytes on disk.
     Stats,
+    /// Sends dead-lettered scores and incidents again (after fixing what
+    /// refused them, such as the token). Safe while the agent runs.
+    RequeueDead,
 }
 
 fn main() -> ExitCode {
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
             cmds::session::run(action, config.as_deref())
         }
         Command::Spool { what: SpoolCommand::Stats, config } => cmds::spool::stats(config.as_deref()),
+        Command::Spool { what: SpoolCommand::RequeueDead, config } => cmds::spool::requeue_dead(config.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -52,7 +52,8 @@
 //! `scores` (one row a frame), `incidents` (`rev` counts changes, so an
 //! incident changed while its batch was in flight is sent again), `clips`
 //! (`uploaded`: 0 pending, 1 uploaded, 2 file lost), `batches` (`state`: 0
-//! pending, 1 delivered, 2 dead-lettered), `counters` (lifetime totals of
+//! pending, 1 delivered, 2 dead-lettered, 3 dead-lettered then requeued by
+//! `invigil spool requeue-dead`), `counters` (lifetime totals of
 //! what was dropped).
 
 use std::path::{Path, PathBuf};
@@ -822,6 +823,33 @@ impl Spool {
             first_score,
             last_score,
         }))
+    }
+
+    /// Puts dead-lettered scores and incidents back in line, once whatever
+    /// refused them (a wrong token, an endpoint that changed) is fixed. The
+    /// scores are copied to new rows (after every other score, since the
+    /// next batch starts after the last one formed) and the old rows
+    /// deleted; incidents become pending again; their batches are marked
+    /// requeued (`state = 3`). Safe while the agent runs (one
+    /// transaction). Returns (scores, incidents).
+    pub fn requeue_dead(&mut self) -> Result<(u64, u64), SpoolError> {
+        let path = self.path.clone();
+        let e = sq(&path);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&e)?;
+        let last: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM scores", [], |r| r.get(0)).map_err(&e)?;
+        let scores = tx
+            .execute(
+                "INSERT INTO scores (session_id, student_id, frame, ts, focus_score, num_faces, yaw_deg, pitch_deg, reasons)
+                 SELECT session_id, student_id, frame, ts, focus_score, num_faces, yaw_deg, pitch_deg, reasons
+                 FROM scores WHERE delivered = 2 AND id <= ?1 ORDER BY id",
+                [last],
+            )
+            .map_err(&e)?;
+        tx.execute("DELETE FROM scores WHERE delivered = 2 AND id <= ?1", [last]).map_err(&e)?;
+        let incidents = tx.execute("UPDATE incidents SET delivered = 0 WHERE delivered = 2", []).map_err(&e)?;
+        tx.execute("UPDATE batches SET state = 3, body = NULL WHERE state = 2", []).map_err(&e)?;
+        tx.commit().map_err(&e)?;
+        Ok((scores as u64, incidents as u64))
     }
 
     /// Marks a batch delivered (after a 2xx) or dead-lettered, with its

@@ -289,3 +289,37 @@ fn a_long_outage_drains_in_full_batches_without_waiting_for_the_interval() {
     assert!(done.is_some(), "{} of 2000 after {:?}", rx.frames().len(), t0.elapsed());
     assert_eq!(rx.stored().len(), 10, "batches of at most 200");
 }
+
+#[test]
+fn dead_lettered_scores_requeued_by_hand_arrive_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.sqlite");
+    spool_with_scores(&path, 100);
+    let rx = Receiver::start();
+    // The first batch is refused for good (a 4xx that is not retried).
+    rx.push_faults([Fault::Status(400)]);
+    let mut s = settings(&rx.url);
+    s.max_batch_scores = 40;
+    let first = block_on(async {
+        let mut sync = Syncer::new(s.clone(), &path, None).unwrap();
+        vec![sync.step().await, sync.step().await, sync.step().await, sync.step().await]
+    });
+    assert!(matches!(first[0], Step::DeadLettered { .. }), "{first:?}");
+    assert_eq!(first[3], Step::Idle);
+    let st = Spool::open(&path).unwrap().stats(50).unwrap();
+    assert_eq!((st.scores_dead, st.batches_dead), (40, 1));
+
+    // Fixed upstream; `invigil spool requeue-dead` puts them back in line.
+    assert_eq!(Spool::open(&path).unwrap().requeue_dead().unwrap(), (40, 0));
+    let again = block_on(async {
+        let mut sync = Syncer::new(s, &path, None).unwrap();
+        vec![sync.step().await, sync.step().await]
+    });
+    assert!(matches!(again[..], [Step::Delivered { .. }, Step::Idle]), "{again:?}");
+    let frames: Vec<u64> = rx.frames().into_iter().map(|(_, f)| f).collect();
+    let want: Vec<u64> = (40..100).chain(0..40).collect();
+    assert_eq!(frames, want, "the refused 40 arrive after the rest, each once");
+    let st = Spool::open(&path).unwrap().stats(50).unwrap();
+    assert_eq!((st.scores_dead, st.scores_pending, st.batches_dead, st.batches_pending), (0, 0, 0, 0));
+    assert_eq!(st.scores, 100, "no score lost or doubled in the spool");
+}

@@ -52,3 +52,20 @@ fn a_missing_model_fails_its_line_with_the_path() {
     let line = text.lines().find(|l| l.contains("model")).unwrap();
     assert!(line.starts_with("FAIL") && line.contains("/nonexistent/m.tflite"), "{line}");
 }
+
+#[test]
+fn spool_requeue_dead_names_a_missing_spool_and_reports_what_it_requeued() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = desk_config(dir.path(), &asset("assets/carphone_pristine.mp4"), &[]);
+    let args = ["spool", "requeue-dead", "--config", cfg.to_str().unwrap()];
+    let out = invigil(dir.path(), &args);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("spool.sqlite") && err.contains("no such file"), "{err}");
+    // `check` creates the spool; nothing is dead-lettered in it.
+    assert!(invigil(dir.path(), &["check", "--config", cfg.to_str().unwrap()]).status.success());
+    let out = invigil(dir.path(), &args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("requeued 0 scores and 0 incidents"), "{text}");
+}

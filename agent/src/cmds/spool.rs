@@ -1,9 +1,9 @@
-//! `invigil spool stats`.
+//! `invigil spool stats` and `invigil spool requeue-dead`.
 
 use crate::Failure;
 use crate::spool::Spool;
 
-pub fn stats(config: Option<&std::path::Path>) -> Result<(), Failure> {
+fn existing_spool(config: Option<&std::path::Path>) -> Result<crate::config::Validated, Failure> {
     let cfg = super::load_config(config)?;
     if !cfg.spool_path.exists() {
         return Err(Failure::runtime(format!(
@@ -11,6 +11,22 @@ pub fn stats(config: Option<&std::path::Path>) -> Result<(), Failure> {
             cfg.spool_path.display()
         )));
     }
+    Ok(cfg)
+}
+
+pub fn requeue_dead(config: Option<&std::path::Path>) -> Result<(), Failure> {
+    let cfg = existing_spool(config)?;
+    let mut s = Spool::open(&cfg.spool_path).map_err(Failure::runtime)?;
+    let (scores, incidents) = s.requeue_dead().map_err(Failure::runtime)?;
+    println!(
+        "requeued {scores} scores and {incidents} incidents; the agent sends them with its next batches{}",
+        if cfg.raw.sync.endpoint.is_none() { " (sync.endpoint is not set in this config)" } else { "" }
+    );
+    Ok(())
+}
+
+pub fn stats(config: Option<&std::path::Path>) -> Result<(), Failure> {
+    let cfg = existing_spool(config)?;
     let s = Spool::open_read_only(&cfg.spool_path).map_err(Failure::runtime)?;
     let st = s.stats(cfg.score.threshold).map_err(Failure::runtime)?;
     let pct = |n: i64| if st.scores == 0 { 0.0 } else { 100.0 * n as f64 / st.scores as f64 };
