@@ -293,11 +293,21 @@ impl<'a> ClipCap<'a> {
 struct Printer {
     last: Instant,
     frames: u64,
+    /// Off under systemd (`JOURNAL_STREAM`): a line a second would be
+    /// 86,400 journal lines a day; STATUS= and /live say the same.
+    on: bool,
 }
 
 impl Printer {
+    fn new() -> Self {
+        Self { last: Instant::now(), frames: 0, on: std::env::var_os("JOURNAL_STREAM").is_none() }
+    }
+
     /// One line a second on stdout: what a person watching wants to see.
     fn frame(&mut self, a: &Analysis) {
+        if !self.on {
+            return;
+        }
         self.frames += 1;
         let dt = self.last.elapsed();
         if dt >= Duration::from_secs(1) {
@@ -335,7 +345,7 @@ fn analysis_loop(
     let mut session: Option<crate::server::Session> = None;
     let mut last_trigger = Instant::now();
     let mut tracker = Tracker::default();
-    let mut printer = Printer { last: Instant::now(), frames: 0 };
+    let mut printer = Printer::new();
     let mut backoff = BACKOFF.0;
     // Frame numbers keep counting across camera restarts and gaps, so the
     // spool and upstream see one increasing sequence per run.
