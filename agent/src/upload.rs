@@ -26,7 +26,9 @@
 //! `storage.url`: `s3://BUCKET/PREFIX` (AWS S3, MinIO, Supabase Storage's S3
 //! endpoint, … with `storage.endpoint` and `storage.region`, default
 //! `us-east-1`; plain `http://` endpoints are allowed) or `file:///DIR`; the
-//! default is `file://<spool folder>/outbox`. The object key is
+//! default is `file://<spool folder>/outbox`, a folder on the box itself,
+//! kept under `clips.max_disk_mb` of its own (oldest deleted first), since
+//! nothing else would ever empty it. The object key is
 //! `PREFIX/SESSION/STUDENT/FILE` where FILE is the clip's file name
 //! (`INCIDENT.mp4`, `INCIDENT-1.mp4` for a chained clip); a missing session
 //! or student is `none`; characters outside `A-Z a-z 0-9 . _ -` become `_`.
@@ -184,6 +186,10 @@ pub struct UploadSettings {
     pub part_size: usize,
     /// Per request. Default 120 s.
     pub request_timeout: Duration,
+    /// The store is the box's own default outbox (`storage.url` unset): its
+    /// files are on the same disk, so they are kept under `clips_max_bytes`
+    /// too (oldest deleted first). An explicit `file://` is left alone.
+    pub bound_outbox: bool,
 }
 
 impl UploadSettings {
@@ -200,6 +206,7 @@ impl UploadSettings {
             backoff_max: Duration::from_secs(300),
             part_size: 8 << 20,
             request_timeout: Duration::from_secs(120),
+            bound_outbox: false,
         }
     }
 
@@ -214,6 +221,7 @@ impl UploadSettings {
             },
         };
         let mut s = Self::new(url);
+        s.bound_outbox = st.url.is_none();
         s.endpoint = st.endpoint.clone();
         s.region = st.region.clone();
         s.clips_max_bytes = cfg.clips_max_disk_mb << 20;
@@ -483,6 +491,46 @@ impl Uploader {
         UploadStep::Retry { wait }
     }
 
+    /// With [`UploadSettings::bound_outbox`]: deletes the oldest files of
+    /// the default outbox while it holds more than `clips_max_bytes`.
+    /// Returns the bytes freed.
+    pub fn trim_outbox(&mut self) -> u64 {
+        let StoreUrl::File { dir } = &self.settings.url else { return 0 };
+        if !self.settings.bound_outbox {
+            return 0;
+        }
+        let mut files = Vec::new();
+        let mut dirs = vec![dir.clone()];
+        while let Some(d) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            for e in entries.flatten() {
+                let Ok(m) = e.metadata() else { continue };
+                if m.is_dir() {
+                    dirs.push(e.path());
+                } else if m.is_file() {
+                    files.push((m.modified().unwrap_or(std::time::UNIX_EPOCH), e.path(), m.len()));
+                }
+            }
+        }
+        files.sort();
+        let mut total: u64 = files.iter().map(|f| f.2).sum();
+        let mut freed = 0;
+        for (_, path, bytes) in files {
+            if total <= self.settings.clips_max_bytes {
+                break;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                total -= bytes;
+                freed += bytes;
+            }
+        }
+        if freed > 0 {
+            tracing::info!(outbox = %dir.display(), freed_bytes = freed, max_bytes = self.settings.clips_max_bytes,
+                "upload: the local outbox is over clips.max_disk_mb; deleted its oldest clips");
+        }
+        freed
+    }
+
     /// Deletes the local files of clips uploaded more than `keep_uploaded`
     /// before `now` (their rows stay, `removed = 1`). Returns the bytes freed.
     pub fn expire_uploaded(&mut self, now: chrono::DateTime<chrono::Utc>) -> u64 {
@@ -593,6 +641,7 @@ pub fn spawn(settings: UploadSettings, spool_path: &Path) -> Result<UploadHandle
                 UploadStep::Uploaded { .. } | UploadStep::Lost => {
                     up.expire_uploaded(chrono::Utc::now());
                     up.enforce_quota();
+                    up.trim_outbox();
                     Duration::ZERO
                 }
                 UploadStep::Idle => {

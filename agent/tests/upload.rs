@@ -244,3 +244,43 @@ fn uploaded_clips_leave_the_box_after_keep_uploaded_and_pending_ones_never_do() 
     let st = Spool::open(&path).unwrap().stats(50).unwrap();
     assert_eq!((st.clips, st.clips_uploaded, st.clips_pending), (2, 1, 1));
 }
+
+#[test]
+fn the_default_local_outbox_is_kept_under_the_clip_quota_an_explicit_one_is_not() {
+    for bound in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.sqlite");
+        let mut s = UploadSettings::new(StoreUrl::File { dir: dir.path().join("outbox") });
+        s.clips_max_bytes = 250_000;
+        s.bound_outbox = bound;
+        let (freed, left) = block_on(async {
+            let mut up = Uploader::new(s, &path).unwrap();
+            for id in ["inc-1", "inc-2", "inc-3"] {
+                clip(dir.path(), &path, id, 100_000);
+                assert!(matches!(up.step().await, UploadStep::Uploaded { .. }));
+                // Distinct modification times, oldest first.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let freed = up.trim_outbox();
+            let mut left = Vec::new();
+            let mut dirs = vec![dir.path().join("outbox")];
+            while let Some(d) = dirs.pop() {
+                for e in std::fs::read_dir(d).unwrap().flatten() {
+                    if e.path().is_dir() {
+                        dirs.push(e.path());
+                    } else {
+                        left.push(e.file_name().to_string_lossy().to_string());
+                    }
+                }
+            }
+            left.sort();
+            (freed, left)
+        });
+        if bound {
+            assert_eq!(freed, 100_000);
+            assert_eq!(left, ["inc-2.mp4", "inc-3.mp4"], "the oldest went");
+        } else {
+            assert_eq!((freed, left.len()), (0, 3), "an explicit file:// store is the admin's");
+        }
+    }
+}
