@@ -1,8 +1,9 @@
 //! The live server on `server.listen` (issue 6): HTTP + WebSocket with axum.
 //!
 //! - `GET /live` (WebSocket): every [`Analysis`] the run loop produces, as
-//!   JSON, and an incident object when an incident opens and when it closes. A client that reads too slowly skips messages; the skipped count
-//!   is the `invigil_live_lagged_messages_total` metric.
+//!   JSON, and an incident object when an incident opens and when it
+//!   closes. A client that reads too slowly skips messages; the skipped
+//!   count is the `invigil_live_lagged_messages_total` metric.
 //! - `GET /analyze` (WebSocket): the browser protocol of CONTRACTS.md. Each
 //!   message is a JPEG (data URL text, JSON `{"frame"|"image": dataurl}`, or
 //!   binary bytes); each frame `N` (per-connection counter from 0) gets one
@@ -216,23 +217,20 @@ impl Shared {
         }
     }
 
-    /// An incident opened or closed by the run loop, to `/live` as
-    /// CONTRACTS.md's incident object (`clip` is null here: the clip's
-    /// object is known only once uploaded, and goes upstream then).
+    /// An incident opened or closed by the run loop, to `/live` as the same
+    /// incident object score batches carry, with the device and session
+    /// (`clip` is null here: the clip's object is known only once uploaded,
+    /// and goes upstream then).
     pub fn publish_incident(&self, device_id: &str, row: &crate::spool::IncidentRow) {
-        let reasons: serde_json::Value = serde_json::from_str(&row.reasons).unwrap_or_else(|_| json!([]));
-        let v = json!({
-            "type": "incident",
-            "device_id": device_id,
-            "session_id": row.session_id,
-            "id": row.id,
-            "started": row.started,
-            "ended": row.ended,
-            "min_score": row.min_score,
-            "reasons": reasons,
-            "clip": null,
-        });
-        let msg: Arc<str> = Arc::from(v.to_string());
+        #[derive(serde::Serialize)]
+        struct Live<'a> {
+            device_id: &'a str,
+            session_id: &'a Option<String>,
+            #[serde(flatten)]
+            incident: crate::sync::IncidentOut<'a>,
+        }
+        let live = Live { device_id, session_id: &row.session_id, incident: crate::sync::IncidentOut::new(row, &[]) };
+        let msg: Arc<str> = Arc::from(serde_json::to_string(&live).expect("JSON of plain data"));
         *self.open_incident.lock().unwrap() = row.ended.is_none().then(|| msg.clone());
         let _ = self.live.send(msg);
     }

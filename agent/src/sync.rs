@@ -51,7 +51,7 @@ use serde::Serialize;
 
 use crate::analysis::now_ts;
 use crate::config::Validated;
-use crate::spool::{Batch, BatchOutcome, BatchRows, Spool, SpoolError, WriterStats};
+use crate::spool::{Batch, BatchOutcome, BatchRows, IncidentRow, Spool, SpoolError, UploadedClip, WriterStats};
 use crate::worker::Worker;
 
 /// A dead-letter of the same status is logged at most this often.
@@ -612,8 +612,9 @@ struct ScoreOut<'a> {
     reasons: serde_json::Value,
 }
 
+/// CONTRACTS.md's incident object: in score batches, and on `/live`.
 #[derive(Serialize)]
-struct IncidentOut<'a> {
+pub(crate) struct IncidentOut<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     id: &'a str,
@@ -623,6 +624,29 @@ struct IncidentOut<'a> {
     reasons: serde_json::Value,
     clip: Option<ClipOut<'a>>,
     clips: Vec<ClipOut<'a>>,
+}
+
+impl<'a> IncidentOut<'a> {
+    /// `clips`: the incident's clips already in object storage (the first is
+    /// `clip`; none yet is `clip: null`).
+    pub(crate) fn new(i: &'a IncidentRow, clips: &'a [UploadedClip]) -> Self {
+        let clips: Vec<ClipOut> = clips.iter().map(|c| ClipOut { key: &c.key, url: &c.url, bytes: c.bytes }).collect();
+        IncidentOut {
+            kind: "incident",
+            id: &i.id,
+            started: &i.started,
+            ended: &i.ended,
+            min_score: i.min_score,
+            reasons: reasons_json(&i.reasons),
+            clip: clips.first().cloned(),
+            clips,
+        }
+    }
+}
+
+/// A stored reasons list (JSON text) as JSON; `[]` if unreadable.
+fn reasons_json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|_| serde_json::json!([]))
 }
 
 #[derive(Serialize, Clone)]
@@ -636,7 +660,6 @@ struct ClipOut<'a> {
 /// to 0.1 degree (they are stored as f32; more digits are noise).
 pub fn batch_body(device_id: &str, every_nth_frame: u32, rows: &BatchRows, batch_id: &str) -> Vec<u8> {
     let round = |v: Option<f32>| v.map(|v| (v as f64 * 10.0).round() / 10.0);
-    let reasons = |s: &str| serde_json::from_str(s).unwrap_or_else(|_| serde_json::json!([]));
     let nth = every_nth_frame.max(1) as u64;
     let body = BodyOut {
         session_id: &rows.session_id,
@@ -654,27 +677,10 @@ pub fn batch_body(device_id: &str, every_nth_frame: u32, rows: &BatchRows, batch
                 num_faces: s.num_faces,
                 yaw_deg: round(s.yaw_deg),
                 pitch_deg: round(s.pitch_deg),
-                reasons: reasons(&s.reasons),
+                reasons: reasons_json(&s.reasons),
             })
             .collect(),
-        incidents: rows
-            .incidents
-            .iter()
-            .map(|(i, clips)| {
-                let clips: Vec<ClipOut> =
-                    clips.iter().map(|c| ClipOut { key: &c.key, url: &c.url, bytes: c.bytes }).collect();
-                IncidentOut {
-                    kind: "incident",
-                    id: &i.id,
-                    started: &i.started,
-                    ended: &i.ended,
-                    min_score: i.min_score,
-                    reasons: reasons(&i.reasons),
-                    clip: clips.first().cloned(),
-                    clips,
-                }
-            })
-            .collect(),
+        incidents: rows.incidents.iter().map(|(i, clips)| IncidentOut::new(i, clips)).collect(),
     };
     serde_json::to_vec(&body).expect("JSON of plain data")
 }
