@@ -944,34 +944,23 @@ impl Spool {
             .map_err(sq(&self.path))
     }
 
-    /// Clip files still on disk, oldest first: (id, path, bytes, uploaded).
-    pub fn clips_on_disk(&self) -> Result<Vec<(i64, PathBuf, u64, bool)>, SpoolError> {
-        let e = sq(&self.path);
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, path, bytes, uploaded FROM clips WHERE removed = 0 ORDER BY id")
-            .map_err(&e)?;
-        stmt.query_map([], |r| {
-            Ok((r.get(0)?, PathBuf::from(r.get::<_, String>(1)?), r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? == 1))
-        })
-        .map_err(&e)?
-        .collect::<Result<_, _>>()
-        .map_err(&e)
-    }
-
-    /// Uploaded clips still on disk, oldest upload first: (id, path, bytes,
-    /// uploaded_at).
-    pub fn uploaded_clips_on_disk(&self) -> Result<Vec<(i64, PathBuf, u64, String)>, SpoolError> {
+    /// Clip files not yet deleted, oldest first.
+    pub fn clips_on_disk(&self) -> Result<Vec<ClipOnDisk>, SpoolError> {
         let e = sq(&self.path);
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, path, bytes, uploaded_at FROM clips
-                 WHERE removed = 0 AND uploaded = 1 AND uploaded_at IS NOT NULL ORDER BY uploaded_at, id",
+                "SELECT id, path, bytes, CASE WHEN uploaded = 1 THEN COALESCE(uploaded_at, '') END
+                 FROM clips WHERE removed = 0 ORDER BY id",
             )
             .map_err(&e)?;
         stmt.query_map([], |r| {
-            Ok((r.get(0)?, PathBuf::from(r.get::<_, String>(1)?), r.get::<_, i64>(2)? as u64, r.get(3)?))
+            Ok(ClipOnDisk {
+                id: r.get(0)?,
+                path: PathBuf::from(r.get::<_, String>(1)?),
+                bytes: r.get::<_, i64>(2)? as u64,
+                uploaded_at: r.get(3)?,
+            })
         })
         .map_err(&e)?
         .collect::<Result<_, _>>()
@@ -1054,6 +1043,16 @@ pub struct BatchRows {
     pub scores: Vec<(i64, ScoreRow)>,
     /// Incidents with their uploaded clips.
     pub incidents: Vec<(IncidentRow, Vec<UploadedClip>)>,
+}
+
+/// A clip whose file is (meant to be) on the box.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClipOnDisk {
+    pub id: i64,
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// When it was uploaded (RFC 3339); None while pending.
+    pub uploaded_at: Option<String>,
 }
 
 /// A clip already in object storage.

@@ -534,17 +534,15 @@ impl Uploader {
     /// Deletes the local files of clips uploaded more than `keep_uploaded`
     /// before `now` (their rows stay, `removed = 1`). Returns the bytes freed.
     pub fn expire_uploaded(&mut self, now: chrono::DateTime<chrono::Utc>) -> u64 {
-        let Ok(clips) = self.spool.uploaded_clips_on_disk() else { return 0 };
+        let Ok(clips) = self.spool.clips_on_disk() else { return 0 };
         let keep = chrono::Duration::from_std(self.settings.keep_uploaded).unwrap_or(chrono::Duration::MAX);
         let mut freed = 0;
-        for (id, path, bytes, at) in clips {
-            let Ok(at) = at.parse::<chrono::DateTime<chrono::Utc>>() else { continue };
-            if now - at < keep {
-                break; // oldest first: the rest are younger
-            }
-            if std::fs::remove_file(&path).is_ok() || !path.exists() {
-                let _ = self.spool.clip_removed(id);
-                freed += bytes;
+        for c in clips {
+            let Some(Ok(at)) = c.uploaded_at.as_deref().map(str::parse::<chrono::DateTime<chrono::Utc>>) else {
+                continue; // pending: never deleted for its age
+            };
+            if now - at >= keep && self.delete_local(c.id, &c.path) {
+                freed += c.bytes;
                 self.stats.expired.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -558,12 +556,23 @@ impl Uploader {
         freed
     }
 
+    /// Deletes an uploaded clip's local file and records it; true when the
+    /// file is gone (also if it already was).
+    fn delete_local(&mut self, id: i64, path: &Path) -> bool {
+        let gone = std::fs::remove_file(path).is_ok() || !path.exists();
+        if gone {
+            let _ = self.spool.clip_removed(id);
+        }
+        gone
+    }
+
     /// Deletes the oldest uploaded clips while the clip files exceed the
     /// quota. Returns the bytes freed.
     pub fn enforce_quota(&mut self) -> u64 {
         let Ok(clips) = self.spool.clips_on_disk() else { return 0 };
         let mut sizes = Vec::with_capacity(clips.len());
-        for (id, path, bytes, uploaded) in clips {
+        for c in clips {
+            let (id, path, bytes, uploaded) = (c.id, c.path, c.bytes, c.uploaded_at.is_some());
             match std::fs::metadata(&path) {
                 Ok(m) => sizes.push((id, path, m.len(), uploaded)),
                 // Gone already (by hand): only an uploaded one is settled.
@@ -582,8 +591,7 @@ impl Uploader {
             if !uploaded {
                 continue;
             }
-            if std::fs::remove_file(path).is_ok() || !path.exists() {
-                let _ = self.spool.clip_removed(*id);
+            if self.delete_local(*id, path) {
                 total -= bytes;
                 freed += bytes;
                 self.stats.evicted.fetch_add(1, Ordering::Relaxed);
