@@ -1,46 +1,27 @@
 //! The live server with real WebSocket clients on 127.0.0.1:0: `/analyze`
 //! with real JPEGs, `/live`, sessions, auth, health and metrics.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use agent::analysis::Analyzer;
 use agent::server::{AnalyzerFactory, Limits, Shared};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn factory() -> AnalyzerFactory {
-    Arc::new(|| {
-        let det = models::TfliteDetector::load(&root().join("models/face_detection_short_range.tflite"), 1)
-            .map_err(|e| e.to_string())?;
-        Ok(Analyzer::new(Box::new(det), models::ScoreConfig::default(), "test-desk".into()))
-    })
+    Arc::new(support::analyzer)
 }
 
 /// The astronaut photo as a JPEG.
 fn astronaut_jpeg() -> Vec<u8> {
-    let dec =
-        png::Decoder::new(std::io::BufReader::new(std::fs::File::open(root().join("assets/astronaut.png")).unwrap()));
-    let mut r = dec.read_info().unwrap();
-    let mut buf = vec![0; r.output_buffer_size().unwrap()];
-    let info = r.next_frame(&mut buf).unwrap();
-    buf.truncate(info.buffer_size());
-    let rgb: Vec<u8> = match info.color_type {
-        png::ColorType::Rgb => buf,
-        png::ColorType::Rgba => buf.chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
-        c => panic!("unexpected PNG colour type {c:?}"),
-    };
+    let (w, h, rgb) = support::astronaut_rgb();
     let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, 85)
-        .encode(&rgb, info.width as u16, info.height as u16, jpeg_encoder::ColorType::Rgb)
-        .unwrap();
+    jpeg_encoder::Encoder::new(&mut out, 85).encode(&rgb, w as u16, h as u16, jpeg_encoder::ColorType::Rgb).unwrap();
     out
 }
 
@@ -49,7 +30,7 @@ fn carphone_jpegs(n: usize) -> Vec<Vec<u8>> {
     let dir = tempfile::tempdir().unwrap();
     let st = std::process::Command::new("ffmpeg")
         .args(["-loglevel", "error", "-i"])
-        .arg(root().join("assets/carphone_pristine.mp4"))
+        .arg(support::root().join("assets/carphone_pristine.mp4"))
         .args(["-frames:v", &n.to_string(), "-q:v", "3"])
         .arg(dir.path().join("%03d.jpg"))
         .status()

@@ -1,4 +1,4 @@
-//! Helpers shared by the spool, sync and upload tests.
+//! Helpers shared by the agent's integration tests.
 #![allow(dead_code)]
 
 pub mod moto;
@@ -84,4 +84,31 @@ impl Write for Capture {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// The repository root.
+pub fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// An analyzer with the real model and the default score settings.
+pub fn analyzer() -> Result<agent::analysis::Analyzer, String> {
+    let det = models::TfliteDetector::load(&root().join("models/face_detection_short_range.tflite"), 1)
+        .map_err(|e| e.to_string())?;
+    Ok(agent::analysis::Analyzer::new(Box::new(det), models::ScoreConfig::default(), "test-desk".into()))
+}
+
+/// The astronaut photo (one frontal face) as packed RGB: (width, height, bytes).
+pub fn astronaut_rgb() -> (usize, usize, Vec<u8>) {
+    let file = std::fs::File::open(root().join("assets/astronaut.png")).expect("run scripts/fetch-assets");
+    let mut r = png::Decoder::new(std::io::BufReader::new(file)).read_info().unwrap();
+    let mut buf = vec![0; r.output_buffer_size().unwrap()];
+    let info = r.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    let rgb: Vec<u8> = match info.color_type {
+        png::ColorType::Rgb => buf,
+        png::ColorType::Rgba => buf.chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        c => panic!("unexpected PNG colour type {c:?}"),
+    };
+    (info.width as usize, info.height as usize, rgb)
 }
