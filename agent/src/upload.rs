@@ -494,38 +494,27 @@ impl Uploader {
     /// With [`UploadSettings::bound_outbox`]: deletes the oldest files of
     /// the default outbox while it holds more than `clips_max_bytes`.
     /// Returns the bytes freed.
-    pub fn trim_outbox(&mut self) -> u64 {
-        let StoreUrl::File { dir } = &self.settings.url else { return 0 };
-        if !self.settings.bound_outbox {
+    pub async fn trim_outbox(&mut self) -> u64 {
+        use futures_util::TryStreamExt;
+        // Never a remote store, whatever the flag says.
+        if !self.settings.bound_outbox || !matches!(self.settings.url, StoreUrl::File { .. }) {
             return 0;
         }
-        let mut files = Vec::new();
-        let mut dirs = vec![dir.clone()];
-        while let Some(d) = dirs.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else { continue };
-            for e in entries.flatten() {
-                let Ok(m) = e.metadata() else { continue };
-                if m.is_dir() {
-                    dirs.push(e.path());
-                } else if m.is_file() {
-                    files.push((m.modified().unwrap_or(std::time::UNIX_EPOCH), e.path(), m.len()));
-                }
-            }
-        }
-        files.sort();
-        let mut total: u64 = files.iter().map(|f| f.2).sum();
+        let Ok(mut objects) = self.store.list(None).try_collect::<Vec<_>>().await else { return 0 };
+        objects.sort_by(|a, b| (a.last_modified, &a.location).cmp(&(b.last_modified, &b.location)));
+        let mut total: u64 = objects.iter().map(|o| o.size).sum();
         let mut freed = 0;
-        for (_, path, bytes) in files {
+        for o in objects {
             if total <= self.settings.clips_max_bytes {
                 break;
             }
-            if std::fs::remove_file(&path).is_ok() {
-                total -= bytes;
-                freed += bytes;
+            if self.store.delete(&o.location).await.is_ok() {
+                total -= o.size;
+                freed += o.size;
             }
         }
         if freed > 0 {
-            tracing::info!(outbox = %dir.display(), freed_bytes = freed, max_bytes = self.settings.clips_max_bytes,
+            tracing::info!(outbox = %self.base_url, freed_bytes = freed, max_bytes = self.settings.clips_max_bytes,
                 "upload: the local outbox is over clips.max_disk_mb; deleted its oldest clips");
         }
         freed
@@ -649,7 +638,7 @@ pub fn spawn(settings: UploadSettings, spool_path: &Path) -> Result<UploadHandle
                 UploadStep::Uploaded { .. } | UploadStep::Lost => {
                     up.expire_uploaded(chrono::Utc::now());
                     up.enforce_quota();
-                    up.trim_outbox();
+                    up.trim_outbox().await;
                     Duration::ZERO
                 }
                 UploadStep::Idle => {

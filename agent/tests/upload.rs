@@ -261,7 +261,7 @@ fn the_default_local_outbox_is_kept_under_the_clip_quota_an_explicit_one_is_not(
                 // Distinct modification times, oldest first.
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let freed = up.trim_outbox();
+            let freed = up.trim_outbox().await;
             let mut left = Vec::new();
             let mut dirs = vec![dir.path().join("outbox")];
             while let Some(d) = dirs.pop() {
