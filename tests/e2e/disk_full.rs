@@ -74,11 +74,6 @@ fn a_full_disk_keeps_scores_in_memory_and_writes_them_all_once_space_returns() {
         &asset("assets/bikes.mp4"),
         &[("spool", &spool_line), ("server", &listen), ("session", "always_on = true")],
     );
-    // Replace the default spool path line desk_config wrote.
-    let text = std::fs::read_to_string(&config).unwrap();
-    let default_spool = format!("path = \"{}\"\n", dir.path().join("spool.sqlite").display());
-    std::fs::write(&config, text.replacen(&default_spool, "", 1)).unwrap();
-
     let child = Command::new("unshare")
         .args(["-Urm", "sh", "-c"])
         .arg(

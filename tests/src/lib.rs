@@ -126,7 +126,8 @@ pub fn fifo_camera(dir: &Path, frames: u32) -> (PathBuf, Vec<u8>) {
 /// Writes `DIR/desk.toml` for a test agent: the camera is `file:CAMERA`
 /// (a video or a FIFO), the real model, spool and clips inside DIR. `extra`
 /// adds `(section, lines)`: lines for `[section]` (merged into it if it is
-/// already there; "" = before the first section).
+/// already there, a key given again replacing the default; "" = before the
+/// first section).
 pub fn desk_config(dir: &Path, camera: &Path, extra: &[(&str, &str)]) -> PathBuf {
     let mut sections: Vec<(String, String)> = vec![
         ("camera".into(), format!("source = \"file:{}\"\n", camera.display())),
@@ -140,6 +141,9 @@ pub fn desk_config(dir: &Path, camera: &Path, extra: &[(&str, &str)]) -> PathBuf
         if section.is_empty() {
             text.push_str(&lines);
         } else if let Some((_, body)) = sections.iter_mut().find(|(s, _)| s == section) {
+            let key = |l: &str| l.split('=').next().unwrap_or("").trim().to_string();
+            let given: Vec<String> = lines.lines().map(key).collect();
+            *body = body.lines().filter(|l| !given.contains(&key(l))).map(|l| format!("{l}\n")).collect();
             body.push_str(&lines);
         } else {
             sections.push((section.to_string(), lines));
