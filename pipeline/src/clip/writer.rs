@@ -62,6 +62,13 @@ impl Writer {
         // bounds what it feeds (one clip, at most `max_length`).
         appsrc.set_max_bytes(0);
         let mux = gst::ElementFactory::make("mp4mux").property("fragment-duration", 1000u32).build().map_err(build)?;
+        // Finished, the file becomes a plain MP4 whose edit list starts the
+        // picture at 0 (with B-frames the first frame shows at the reorder
+        // delay; without the edit list players cut the last frames off).
+        // GStreamer 1.20+; older ones keep plain fragments.
+        if mux.find_property("fragment-mode").is_some() {
+            mux.set_property_from_str("fragment-mode", "first-moov-then-finalise");
+        }
         let sink = gst::ElementFactory::make("filesink")
             .property("location", partial.to_string_lossy().as_ref())
             .build()

@@ -201,3 +201,59 @@ pub fn files(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// The payload of the first box at `path` (e.g. `["moov", "trak", "edts",
+/// "elst"]`) in an MP4 file's bytes, if there is one.
+pub fn mp4_box<'a>(mut data: &'a [u8], path: &[&str]) -> Option<&'a [u8]> {
+    let (want, rest) = path.split_first()?;
+    while data.len() >= 8 {
+        let size = u32::from_be_bytes(data[..4].try_into().unwrap()) as usize;
+        let (header, size) = match size {
+            1 => (16, u64::from_be_bytes(data.get(8..16)?.try_into().unwrap()) as usize),
+            0 => (8, data.len()),
+            n => (8, n),
+        };
+        let body = data.get(header..size)?;
+        if &data[4..8] == want.as_bytes() {
+            return if rest.is_empty() { Some(body) } else { mp4_box(body, rest) };
+        }
+        data = &data[size..];
+    }
+    None
+}
+
+/// Counts the top-level boxes of type `kind` in an MP4 file's bytes.
+pub fn count_boxes(mut data: &[u8], kind: &str) -> usize {
+    let mut n = 0;
+    while data.len() >= 8 {
+        let size = u32::from_be_bytes(data[..4].try_into().unwrap()) as usize;
+        let size = match size {
+            1 => data.get(8..16).map(|b| u64::from_be_bytes(b.try_into().unwrap()) as usize).unwrap_or(data.len()),
+            0 => data.len(),
+            n => n,
+        };
+        n += (&data[4..8] == kind.as_bytes()) as usize;
+        if size < 8 || size > data.len() {
+            break;
+        }
+        data = &data[size..];
+    }
+    n
+}
+
+/// The composition offsets of a finished MP4's `ctts` box, one per sample
+/// (empty without the box: every frame shows when it decodes).
+pub fn composition_offsets(data: &[u8]) -> Vec<u32> {
+    let Some(ctts) = mp4_box(data, &["moov", "trak", "mdia", "minf", "stbl", "ctts"]) else { return vec![] };
+    let be = |i: usize| u32::from_be_bytes(ctts[i..i + 4].try_into().unwrap());
+    let entries = be(4) as usize;
+    (0..entries).flat_map(|e| std::iter::repeat_n(be(8 + e * 8 + 4), be(8 + e * 8) as usize)).collect()
+}
+
+/// The media time at which a finished MP4's edit list starts the picture
+/// (0 without one), in the track's timescale.
+pub fn edit_start(data: &[u8]) -> u32 {
+    let Some(elst) = mp4_box(data, &["moov", "trak", "edts", "elst"]) else { return 0 };
+    // Version 0: entry count, then (segment duration, media time, rate).
+    u32::from_be_bytes(elst[12..16].try_into().unwrap())
+}
