@@ -189,8 +189,8 @@ impl ClipRecorder {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic under the lock leaves the state consistent enough to go on
-        // recording (every method restores a phase before it can panic).
+        // A panic on another thread must not stop recording here: the state
+        // is plain data, so go on with it as it is.
         self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -316,10 +316,12 @@ fn settle(shared: &Shared, n: usize) {
 fn run_opener(shared: Weak<Shared>, jobs: mpsc::Receiver<OpenJob>, opener: Arc<dyn OpenWriter>, dir: PathBuf) {
     while let Ok(job) = jobs.recv() {
         let (path, partial) = writer::free_name(&dir, &job.label, job.chain);
-        let result = opener
-            .open(&partial, &job.caps)
-            .map(|w| (w, path))
-            .map_err(|e| ClipError { path: partial, message: e.to_string() });
+        let result = opener.open(&partial, &job.caps).map(|w| (w, path)).map_err(|e| {
+            // Whatever the failed pipeline created holds no frame: leave
+            // nothing for recover_partials to mistake for a clip.
+            let _ = std::fs::remove_file(&partial);
+            ClipError { path: partial, message: e.to_string() }
+        });
         let Some(shared) = shared.upgrade() else { return };
         let recorder = ClipRecorder { shared };
         let mut fx = Effects::default();

@@ -63,15 +63,6 @@ fn overlapping_triggers_extend_the_clip_without_gaps() {
 }
 
 #[test]
-fn partial_clips_left_by_a_crash_are_recovered() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("x.mp4.partial"), b"fragment").unwrap();
-    let got = pipeline::clip::recover_partials(dir.path());
-    assert_eq!(got, vec![dir.path().join("x.mp4")]);
-    assert!(dir.path().join("x.mp4").exists());
-}
-
-#[test]
 fn a_long_incident_chains_clips_on_a_keyframe_with_no_gap_and_no_frame_twice() {
     let dir = tempfile::tempdir().unwrap();
     let (rec, done) = chaining_recorder(dir.path().to_path_buf());

@@ -14,7 +14,7 @@ use std::time::Duration;
 use gstreamer as gst;
 use pipeline::clip::{ClipDone, Mp4Opener, OpenWriter, Writer};
 use pipeline::{ClipRecorder, ClipSettings, EncodedUnit, PipelineError, Trigger};
-use support::{FRAME_NS, chaining_settings, collector, decode_indices, encoded, finished};
+use support::{FRAME_NS, chaining_settings, collector, decode_indices, encoded, finished, reporter};
 
 /// Long enough for anything that is not stuck.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -28,12 +28,13 @@ struct Gate {
     release: Mutex<mpsc::Receiver<()>>,
 }
 
-/// The gate, a receiver told when the held open starts, a sender that releases it.
-fn gate(hold: usize) -> (Arc<Gate>, mpsc::Receiver<()>, mpsc::Sender<()>) {
+/// A recorder whose `hold`-th writer open waits at a gate; with a receiver
+/// told when that open starts and a sender that releases it.
+fn gated(settings: ClipSettings, hold: usize, done: ClipDone) -> (ClipRecorder, mpsc::Receiver<()>, mpsc::Sender<()>) {
     let (holding, held) = mpsc::channel();
     let (release, released) = mpsc::channel();
     let gate = Gate { hold, opens: AtomicUsize::new(0), holding: Mutex::new(holding), release: Mutex::new(released) };
-    (Arc::new(gate), held, release)
+    (ClipRecorder::with_opener(settings, done, Arc::new(gate)).unwrap(), held, release)
 }
 
 impl OpenWriter for Gate {
@@ -81,9 +82,8 @@ fn contiguous(v: &[u64]) -> bool {
 fn a_chained_clips_writer_opens_off_the_streaming_thread_and_no_frame_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let (units, caps) = encoded(900);
-    let (gate, held, release) = gate(1);
     let (done_cb, done) = collector();
-    let rec = ClipRecorder::with_opener(chaining_settings(dir.path().to_path_buf()), done_cb, gate).unwrap();
+    let (rec, held, release) = gated(chaining_settings(dir.path().to_path_buf()), 1, done_cb);
     // An incident re-triggering every 2 s from frame 200 to 440: the clip
     // (from frame 90) reaches its 12 s cap at frame 450 and chains there.
     let pushed = stream(&rec, units, &caps, |f| (200..=440).contains(&f) && f % 60 == 20);
@@ -111,10 +111,8 @@ fn a_chained_clips_writer_opens_off_the_streaming_thread_and_no_frame_is_lost() 
 fn a_clips_first_writer_opening_slowly_holds_up_neither_push_nor_trigger() {
     let dir = tempfile::tempdir().unwrap();
     let (units, caps) = encoded(600);
-    let (gate, held, release) = gate(0);
     let (done_cb, done) = collector();
-    let settings = ClipSettings::new(dir.path().to_path_buf(), 10, 3);
-    let rec = ClipRecorder::with_opener(settings, done_cb, gate).unwrap();
+    let (rec, held, release) = gated(ClipSettings::new(dir.path().to_path_buf(), 10, 3), 0, done_cb);
     let pushed = stream(&rec, units, &caps, |f| f == 200);
     held.recv_timeout(PATIENCE).expect("the trigger asks for a writer");
     let outcomes = pushed.recv_timeout(PATIENCE).expect("push() and trigger() returned while a writer was opening");
@@ -137,11 +135,8 @@ fn a_full_backlog_cuts_the_clip_short_without_a_gap_and_the_next_clip_waits_for_
     let bound: usize = units[90..260].iter().map(|u| u.buffer.size()).sum();
     let mut settings = ClipSettings::new(dir.path().to_path_buf(), 10, 3);
     settings.backlog_max_bytes = bound;
-    let (gate, held, release) = gate(0);
-    let (tx, reported) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    let done: ClipDone = Arc::new(move |r| tx.lock().unwrap().send(r).unwrap());
-    let rec = ClipRecorder::with_opener(settings, done, gate).unwrap();
+    let (done, reported) = reporter();
+    let (rec, held, release) = gated(settings, 0, done);
     let (held_up, next) = (units[..=450].to_vec(), units[451].clone());
     // A second incident at frame 420 finds the backlog full: it must wait.
     let pushed = stream(&rec, held_up, &caps, |f| f == 200 || f == 420);

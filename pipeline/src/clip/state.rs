@@ -204,12 +204,12 @@ impl State {
         });
         // No keyframe yet (after the previous clip): wait for one.
         let Some(start) = start else { return };
-        let preroll: Vec<EncodedUnit> = units.iter().skip(start).cloned().collect();
-        let bytes: usize = preroll.iter().map(|u| u.buffer.size()).sum();
+        let bytes: usize = units.iter().skip(start).map(|u| u.buffer.size()).sum();
         if self.backlog_bytes() + bytes > s.backlog_max_bytes {
             // Earlier clips still wait for their writers: wait for room.
             return;
         }
+        let preroll: Vec<EncodedUnit> = units.iter().skip(start).cloned().collect();
         let Phase::Waiting { label, .. } = mem::replace(&mut self.phase, Phase::Idle) else { unreachable!() };
         let start_ns = preroll[0].pts_ns;
         self.begin(label, 0, trigger_ns, start_ns + s.length_ns, preroll, caps, fx);

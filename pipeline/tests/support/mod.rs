@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -161,6 +161,14 @@ pub fn collector() -> (ClipDone, Done) {
     let done: Done = Arc::default();
     let d = done.clone();
     (Arc::new(move |r| d.lock().unwrap().push(r)), done)
+}
+
+/// A callback that sends every outcome to the returned receiver, so a test
+/// can wait for one.
+pub fn reporter() -> (ClipDone, mpsc::Receiver<Result<ClipInfo, ClipError>>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    (Arc::new(move |r| tx.lock().unwrap().send(r).unwrap()), rx)
 }
 
 pub fn recorder(dir: PathBuf, length_s: u32, preroll_s: u32) -> (ClipRecorder, Done) {
