@@ -16,9 +16,11 @@
 //!    that same keyframe: no gap and no frame twice. A clip triggered after
 //!    another ended never starts before that end.
 //! 4. **Crash-safe.** Clips are written as fragmented MP4 (a fragment a
-//!    second) to `NAME.mp4.partial`: a process killed mid-clip leaves a file
-//!    that plays up to its last fragment. A finished clip is fsynced and
-//!    renamed to `NAME.mp4`, then the folder is fsynced.
+//!    second, the first one as a self-contained `moov`) to
+//!    `NAME.mp4.partial`: a process killed mid-clip leaves a file that plays
+//!    up to its last fragment. At its end mp4mux rewrites the clip into a
+//!    plain MP4 (GStreamer 1.20+, `first-moov-then-finalise`); it is then
+//!    fsynced and renamed to `NAME.mp4`, then the folder is fsynced.
 //!    [`recover_partials`] renames leftovers after a crash.
 //! 5. **Never blocks the streaming thread.** [`ClipRecorder::push`] (and
 //!    [`ClipRecorder::trigger`]) only append to the ring, to a clip's
@@ -44,12 +46,14 @@
 //! 8. **Reordering encoders.** PTS and DTS are rebased by one offset (the
 //!    first frame's DTS): DTS strictly increases from 0 and PTS never
 //!    precedes it, so B-frames keep their order (mp4mux writes a `ctts`
-//!    box). With B-frames the first frame shows after 0 by the encoder's
-//!    reorder delay. Assumes closed GOPs (every keyframe an IDR), as x264enc
-//!    and the hardware encoders make by default.
+//!    box), and the finished file's edit list starts the picture at 0
+//!    (before GStreamer 1.20 the first frame shows at the encoder's reorder
+//!    delay and players may cut as many frames off the end). Assumes closed
+//!    GOPs (every keyframe an IDR), as x264enc and the hardware encoders
+//!    make by default.
 //! 9. **Flush.** [`ClipRecorder::flush`] closes the open clip and returns
 //!    once every closed clip's `done` callback has returned (bounded: 20 s
-//!    for a writer still opening, then 20 s for each muxer).
+//!    for writers still opening, then 25 s for the muxers).
 //!
 //! Not promised: frames the encoder branch dropped before [`ClipRecorder::push`]
 //! (its appsink keeps 60) are not in any clip.
