@@ -31,7 +31,8 @@ pub trait OpenWriter: Send + Sync + 'static {
     fn open(&self, partial: &Path, caps: &gst::Caps) -> Result<Writer, PipelineError>;
 }
 
-/// Writes fragmented MP4 (a fragment a second) with mp4mux.
+/// Writes MP4 with mp4mux: fragmented (a fragment a second) while the clip
+/// is written, rewritten into a plain MP4 (moov at the end) when it ends.
 pub struct Mp4Opener;
 
 impl OpenWriter for Mp4Opener {
