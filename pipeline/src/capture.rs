@@ -92,8 +92,10 @@ pub struct EncodedUnit {
     pub buffer: gst::Buffer,
     /// Running time of the frame (presentation), in nanoseconds.
     pub pts_ns: u64,
-    /// Running time of decoding, in nanoseconds (equal to pts without B-frames).
-    pub dts_ns: u64,
+    /// Running time of decoding, in nanoseconds: equal to `pts_ns` without
+    /// B-frames; with them, earlier, and negative for the first frames of
+    /// the stream (an encoder that reorders decodes ahead of time 0).
+    pub dts_ns: i64,
     pub duration_ns: u64,
     pub keyframe: bool,
 }
@@ -426,12 +428,22 @@ fn running_time(sample: &gst::Sample, ts: Option<gst::ClockTime>) -> Option<u64>
     seg.to_running_time(ts).map(|t| t.nseconds())
 }
 
+/// Running time that may lie before the segment's start (a B-frame
+/// encoder's first DTS): negative then, instead of none.
+fn signed_running_time(sample: &gst::Sample, ts: Option<gst::ClockTime>) -> Option<i64> {
+    let seg = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
+    match seg.to_running_time_full(ts?)? {
+        gst::Signed::Positive(t) => Some(t.nseconds() as i64),
+        gst::Signed::Negative(t) => Some(-(t.nseconds() as i64)),
+    }
+}
+
 /// An encoder's sample as an [`EncodedUnit`] with running-time timestamps
 /// (encoders shift PTS by an offset and compensate in the segment).
 pub fn encoded_unit(sample: &gst::Sample) -> Option<EncodedUnit> {
     let buffer = sample.buffer_owned()?;
     let pts_ns = running_time(sample, buffer.pts())?;
-    let dts_ns = running_time(sample, buffer.dts()).unwrap_or(pts_ns);
+    let dts_ns = signed_running_time(sample, buffer.dts()).unwrap_or(pts_ns as i64);
     Some(EncodedUnit {
         pts_ns,
         dts_ns,

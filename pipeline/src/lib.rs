@@ -9,7 +9,8 @@
 //!   to a callback. Counters of frames captured, analysed and dropped.
 //! - [`encoder`]: choosing an H.264 encoder that really works on this board.
 //! - [`devices`]: V4L2 cameras, their formats and sizes, desk controls.
-//! - [`clip`]: the pre-roll ring and crash-safe MP4 clips.
+//! - [`clip`]: the pre-roll ring and crash-safe MP4 clips, written off the
+//!   streaming thread (its state machine, writers and ring in `clip/`).
 //!
 //! Every fallible call returns a [`PipelineError`] that names the element
 //! or the input at fault.
