@@ -19,7 +19,8 @@ mod receiver;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use agent::spool::{Record, ScoreRow, Spool, SpoolWriter};
+use agent::domain::Score;
+use agent::spool::{Record, Spool, SpoolWriter};
 use agent::sync::{self, SyncSettings};
 
 const FPS: u64 = 30;
@@ -36,16 +37,16 @@ fn write_bytes() -> u64 {
 /// Frame `f` of a clean exam: one face, high scores with a little noise.
 fn clean(f: u64, rng: &mut fastrand::Rng, t0: chrono::DateTime<chrono::Utc>) -> Record {
     let ts = t0 + chrono::Duration::milliseconds((f * 1000 / FPS) as i64);
-    Record::Score(ScoreRow {
+    Record::Score(Score {
         session_id: Some("exam-2026-11-24-math".into()),
         student_id: Some("s-104233".into()),
         frame: f,
-        ts: agent::analysis::ts_of(ts),
+        ts,
         focus_score: 88 + rng.u8(0..=12),
         num_faces: 1,
         yaw_deg: Some(rng.f32() * 16.0 - 8.0),
         pitch_deg: Some(rng.f32() * 10.0 - 2.0),
-        reasons: "[]".into(),
+        reasons: vec![],
     })
 }
 
@@ -60,7 +61,7 @@ fn main() {
     let path = dir.path().join("spool.sqlite");
     let rx = receiver::Receiver::start();
     let commit = Duration::from_millis(1000 / SPEEDUP as u64);
-    let (writer, writer_thread) = SpoolWriter::start(Spool::open(&path).unwrap(), commit);
+    let (writer, writer_thread) = SpoolWriter::start(Spool::open(&path).unwrap(), commit).unwrap();
     let mut s = SyncSettings::new(&rx.url, "desk-017");
     s.interval = Duration::from_millis(3000 / SPEEDUP as u64);
     s.durable_wait = commit * 2 + Duration::from_millis(100);

@@ -1,39 +1,27 @@
 //! One frame in, one analysis result out: detector + scorer for one stream
-//! (the camera, or one `/analyze` connection). The result is the JSON of
-//! `../shared/CONTRACTS.md` ("Analysis result").
+//! (the camera, or one `/analyze` connection). The result is the wire type
+//! `proto::Analysis` (CONTRACTS.md "Analysis result"); the caller fills in
+//! the session and the recording flag.
 
 use std::time::Instant;
 
-use models::{Detection, FaceDetector, Reason, RgbFrame, ScoreOutput, Scorer, Signals};
-use serde::Serialize;
+use chrono::{DateTime, Utc};
+use models::{Detection, FaceDetector, RgbFrame, ScoreOutput, Scorer, Signals};
+use proto::Analysis;
+use proto::analysis::AnalysisType;
 
-/// One analysed frame, as sent on `/live`, `/analyze` and by `score --json`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Analysis {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub device_id: String,
-    pub session_id: Option<String>,
-    pub frame: u64,
-    /// RFC 3339 UTC with milliseconds.
-    pub ts: String,
-    pub focus_score: u8,
-    pub face_detected: bool,
-    pub num_faces: usize,
-    pub looking_away: bool,
-    pub yaw_deg: Option<f32>,
-    pub pitch_deg: Option<f32>,
-    pub reasons: Vec<Reason>,
-    pub recording: bool,
-    /// Detection and scoring time of this frame.
-    pub latency_ms: f32,
-    /// Strongest face box in frame pixels (for the preview), if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub face_box: Option<[f32; 4]>,
-    /// Milliseconds of stream time (pipeline running time or video position).
-    pub t_ms: u64,
-    /// True while the score is held under the threshold (an incident is open).
-    pub alert: bool,
+use crate::domain::Reason;
+
+/// The wire name of a reason the scorer gives. Exhaustive: a reason added
+/// to the models crate must be named here (and in proto) to compile.
+pub fn reason(r: models::Reason) -> Reason {
+    match r {
+        models::Reason::NoFace => Reason::NoFace,
+        models::Reason::MultipleFaces => Reason::MultipleFaces,
+        models::Reason::LookingAway => Reason::LookingAway,
+        models::Reason::CameraCovered => Reason::CameraCovered,
+        models::Reason::CameraLost => Reason::CameraLost,
+    }
 }
 
 /// Detector plus per-stream score state.
@@ -57,13 +45,18 @@ impl Analyzer {
         self.scorer.config().threshold
     }
 
+    /// The detector's runtime ("tflite", "litert").
+    pub fn backend(&self) -> &'static str {
+        self.detector.backend()
+    }
+
     /// Detects, scores and describes one frame seen at stream time `t_ms`.
     pub fn analyse(
         &mut self,
         frame: &RgbFrame<'_>,
         frame_no: u64,
         t_ms: u64,
-        ts: String,
+        ts: DateTime<Utc>,
     ) -> Result<Analysis, models::DetectorError> {
         let started = Instant::now();
         let faces = self.detector.detect(frame)?;
@@ -77,13 +70,13 @@ impl Analyzer {
     /// it scores 0 and is an incident at once, without waiting out
     /// `persistence_ms` (a camera unplugged for a second matters). The
     /// scorer still sees it, so smoothing carries on from it.
-    pub fn camera_lost(&mut self, frame_no: u64, t_ms: u64, ts: String) -> Analysis {
+    pub fn camera_lost(&mut self, frame_no: u64, t_ms: u64, ts: DateTime<Utc>) -> Analysis {
         let started = Instant::now();
         let signals = Signals::camera_lost();
         let mut out = self.scorer.update(t_ms, &signals);
         out.score = 0;
         out.alert = true;
-        out.reasons = vec![Reason::CameraLost];
+        out.reasons = vec![models::Reason::CameraLost];
         self.describe(&[], &signals, &out, frame_no, t_ms, ts, started)
     }
 
@@ -95,22 +88,22 @@ impl Analyzer {
         out: &ScoreOutput,
         frame: u64,
         t_ms: u64,
-        ts: String,
+        ts: DateTime<Utc>,
         started: Instant,
     ) -> Analysis {
         Analysis {
-            kind: "analysis",
+            kind: AnalysisType::Analysis,
             device_id: self.device_id.clone(),
             session_id: None,
             frame,
-            ts,
+            ts: ts.into(),
             focus_score: out.score,
             face_detected: !faces.is_empty(),
             num_faces: faces.len(),
-            looking_away: out.reasons.contains(&Reason::LookingAway),
+            looking_away: out.reasons.contains(&models::Reason::LookingAway),
             yaw_deg: signals.pose.map(|p| round1(p.yaw_deg)),
             pitch_deg: signals.pose.map(|p| round1(p.pitch_deg)),
-            reasons: out.reasons.clone(),
+            reasons: out.reasons.iter().copied().map(reason).collect(),
             recording: false,
             latency_ms: round2(started.elapsed().as_secs_f32() * 1000.0),
             face_box: faces.first().map(|d| [d.bbox.xmin, d.bbox.ymin, d.bbox.xmax, d.bbox.ymax].map(round1)),
@@ -125,13 +118,4 @@ fn round1(v: f32) -> f32 {
 }
 fn round2(v: f32) -> f32 {
     (v * 100.0).round() / 100.0
-}
-
-/// Now as RFC 3339 UTC with milliseconds.
-pub fn now_ts() -> String {
-    ts_of(chrono::Utc::now())
-}
-
-pub fn ts_of(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

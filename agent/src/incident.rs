@@ -1,24 +1,31 @@
 //! Incidents: a span of frames whose score is under the threshold.
 //!
 //! Opened on the first frame of an alert, closed on the first frame after
-//! it; the minimum score and the union of reasons are kept.
+//! it; the minimum score and the union of reasons are kept. The tracker
+//! knows analyses and incidents, nothing of where they are stored.
 
-use models::Reason;
+use chrono::{DateTime, Utc};
+use proto::Analysis;
 
-use crate::analysis::Analysis;
-use crate::spool::IncidentRow;
+use crate::domain::Incident;
 
 /// What changed with this frame.
 #[derive(Debug, PartialEq)]
 pub enum Change {
-    Opened(IncidentRow),
-    Closed(IncidentRow),
+    Opened(Incident),
+    Closed(Incident),
 }
 
 #[derive(Debug, Default)]
 pub struct Tracker {
-    open: Option<(IncidentRow, Vec<Reason>)>,
+    open: Option<Incident>,
     counter: u64,
+}
+
+/// An incident id: the device, the time it opened, a counter (unique per
+/// run, and across runs by the time).
+pub fn incident_id(device_id: &str, ts: DateTime<Utc>, counter: u64) -> String {
+    format!("{device_id}-{}-{counter}", ts.format("%Y%m%dT%H%M%S%3fZ"))
 }
 
 impl Tracker {
@@ -26,8 +33,8 @@ impl Tracker {
         self.open.is_some()
     }
 
-    pub fn current(&self) -> Option<&IncidentRow> {
-        self.open.as_ref().map(|(r, _)| r)
+    pub fn current(&self) -> Option<&Incident> {
+        self.open.as_ref()
     }
 
     /// Feeds one analysis; returns an incident that opened or closed.
@@ -35,50 +42,48 @@ impl Tracker {
         match (&mut self.open, a.alert) {
             (None, true) => {
                 self.counter += 1;
-                let id = format!("{}-{}-{}", a.device_id, a.ts.replace([':', '.'], "").replace('-', ""), self.counter);
-                let row = IncidentRow {
-                    id,
+                let inc = Incident {
+                    id: incident_id(&a.device_id, a.ts.0, self.counter),
                     session_id: a.session_id.clone(),
                     student_id: student_id.map(str::to_string),
-                    started: a.ts.clone(),
+                    started: a.ts.0,
                     ended: None,
                     min_score: a.focus_score,
-                    reasons: serde_json::to_string(&a.reasons).unwrap_or_default(),
+                    reasons: a.reasons.clone(),
                     clip_path: None,
                 };
-                self.open = Some((row.clone(), a.reasons.clone()));
-                Some(Change::Opened(row))
+                self.open = Some(inc.clone());
+                Some(Change::Opened(inc))
             }
-            (Some((row, reasons)), true) => {
-                row.min_score = row.min_score.min(a.focus_score);
+            (Some(inc), true) => {
+                inc.min_score = inc.min_score.min(a.focus_score);
                 for r in &a.reasons {
-                    if !reasons.contains(r) {
-                        reasons.push(*r);
+                    if !inc.reasons.contains(r) {
+                        inc.reasons.push(r.clone());
                     }
                 }
-                row.reasons = serde_json::to_string(reasons).unwrap_or_default();
                 None
             }
             (Some(_), false) => {
-                let (mut row, _) = self.open.take().unwrap();
-                row.ended = Some(a.ts.clone());
-                Some(Change::Closed(row))
+                let mut inc = self.open.take().expect("matched Some");
+                inc.ended = Some(a.ts.0);
+                Some(Change::Closed(inc))
             }
             (None, false) => None,
         }
     }
 
     /// Closes an open incident at shutdown or session end.
-    pub fn close(&mut self, ts: &str) -> Option<IncidentRow> {
-        self.open.take().map(|(mut row, _)| {
-            row.ended = Some(ts.to_string());
-            row
+    pub fn close(&mut self, ts: DateTime<Utc>) -> Option<Incident> {
+        self.open.take().map(|mut inc| {
+            inc.ended = Some(ts);
+            inc
         })
     }
 
     pub fn set_clip(&mut self, path: &str) {
-        if let Some((row, _)) = &mut self.open {
-            row.clip_path = Some(path.to_string());
+        if let Some(inc) = &mut self.open {
+            inc.clip_path = Some(path.to_string());
         }
     }
 }

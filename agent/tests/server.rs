@@ -244,13 +244,13 @@ async fn a_fast_client_gets_dropped_notices_and_one_reply_per_frame() {
     srv.stop().await;
 }
 
-fn fake_analysis(frame: u64) -> agent::analysis::Analysis {
-    agent::analysis::Analysis {
-        kind: "analysis",
+fn fake_analysis(frame: u64) -> proto::Analysis {
+    proto::Analysis {
+        kind: proto::analysis::AnalysisType::Analysis,
         device_id: "test-desk".into(),
         session_id: None,
         frame,
-        ts: agent::analysis::now_ts(),
+        ts: chrono::Utc::now().into(),
         focus_score: 90,
         face_detected: true,
         num_faces: 1,
@@ -290,14 +290,14 @@ async fn live_receives_broadcasts_and_counts_a_slow_clients_lag() {
         assert_eq!(next_json(&mut slow).await["frame"], i);
     }
     // An incident, as the run loop publishes it when one opens.
-    let row = agent::spool::IncidentRow {
+    let row = agent::domain::Incident {
         id: "desk-1".into(),
         session_id: Some("exam-7".into()),
         student_id: None,
-        started: "2026-11-24T09:00:00.000Z".into(),
+        started: "2026-11-24T09:00:00.000Z".parse().unwrap(),
         ended: None,
         min_score: 12,
-        reasons: "[\"no_face\"]".into(),
+        reasons: vec![agent::domain::Reason::NoFace],
         clip_path: None,
     };
     srv.shared.publish_incident("test-desk", &row);
@@ -477,7 +477,7 @@ async fn a_taken_address_is_retried_until_it_is_free() {
     let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = blocker.local_addr().unwrap();
     let shared = Arc::new(Shared::new(factory(), None, Limits::default()));
-    let shutdown = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let shutdown = agent::shutdown::Shutdown::new();
     let thread = agent::server::spawn(addr, shared, shutdown.clone()).unwrap();
     // Long enough for the first bind to fail.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -490,7 +490,7 @@ async fn a_taken_address_is_retried_until_it_is_free() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    shutdown.store(true, Ordering::SeqCst);
+    shutdown.raise();
     tokio::task::spawn_blocking(move || thread.join().unwrap()).await.unwrap();
     assert_eq!(status, Some(200), "the server took the address once it was free");
 }

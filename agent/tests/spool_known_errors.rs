@@ -104,10 +104,10 @@ fn a_full_spool_drops_delivered_scores_first_then_the_oldest_undelivered_and_nev
     let mut s = small(&path, 400 << 10);
     // Half delivered, half pending, and incidents.
     s.commit(&(0..1000).map(score).collect::<Vec<_>>()).unwrap();
-    let b = s.form_batch(1000, 0, "t", |id| format!("b{id}"), |_, _| vec![]).unwrap().unwrap();
-    s.finish_batch(&b, BatchOutcome::Delivered, "t").unwrap();
+    let b = s.form_batch(1000, 0, chrono::Utc::now(), |id| format!("b{id}"), |_, _| vec![]).unwrap().unwrap();
+    s.finish_batch(&b, BatchOutcome::Delivered, chrono::Utc::now()).unwrap();
     s.commit(&[incident("i1", None), incident("i2", None)]).unwrap();
-    let (w, h) = SpoolWriter::start(s, Duration::from_millis(20));
+    let (w, h) = SpoolWriter::start(s, Duration::from_millis(20)).unwrap();
     // Far more than fits in 400 KiB.
     for f in 1000..12_000 {
         w.push(score(f));
@@ -161,7 +161,7 @@ fn a_full_spool_keeps_accepting_and_recovers_when_space_returns() {
         }
         assert!(i < 100_000, "never filled");
     }
-    let (w, h) = SpoolWriter::start(s, Duration::from_millis(20));
+    let (w, h) = SpoolWriter::start(s, Duration::from_millis(20)).unwrap();
     // Analysis goes on: pushes return (they only queue), the writer reports.
     for f in 0..2000 {
         w.push(score(f));

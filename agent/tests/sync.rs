@@ -39,7 +39,7 @@ fn every_score_arrives_once_and_in_order_after_upstream_is_down_for_a_while() {
     let path = dir.path().join("spool.sqlite");
     let rx = Receiver::start();
     rx.set_down(true);
-    let (writer, writer_thread) = SpoolWriter::start(Spool::open(&path).unwrap(), Duration::from_millis(100));
+    let (writer, writer_thread) = SpoolWriter::start(Spool::open(&path).unwrap(), Duration::from_millis(100)).unwrap();
     let sync = sync::spawn(settings(&rx.url), &path, Some(writer.stats.clone())).unwrap();
     const N: u64 = 3000;
     let w = writer.clone();
@@ -107,21 +107,31 @@ fn every_score_arrives_once_and_in_order_after_upstream_is_down_for_a_while() {
     assert!(st.incidents_pending == 0);
 }
 
-#[test]
-fn a_401_dead_letters_one_batch_with_one_log_line_and_no_hot_loop() {
-    support::logs();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("spool.sqlite");
+/// 100 scores in a spool, a receiver that wants the token "right", and
+/// settings (40 scores a batch) whose token file says "wrong".
+fn wrong_token(
+    dir: &std::path::Path,
+    auth_pause: Duration,
+) -> (std::path::PathBuf, std::path::PathBuf, Receiver, SyncSettings) {
+    let path = dir.join("spool.sqlite");
     spool_with_scores(&path, 100);
-    let token = dir.path().join("token");
+    let token = dir.join("token");
     std::fs::write(&token, "wrong\n").unwrap();
     let rx = Receiver::start();
     rx.require_token("right");
     let mut s = settings(&rx.url);
-    s.interval = Duration::from_millis(20);
     s.max_batch_scores = 40;
     s.token_file = Some(token.clone());
-    s.auth_pause = Duration::from_secs(60);
+    s.auth_pause = auth_pause;
+    (path, token, rx, s)
+}
+
+#[test]
+fn a_401_dead_letters_one_batch_with_one_log_line_and_no_hot_loop() {
+    support::logs();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, token, rx, mut s) = wrong_token(dir.path(), Duration::from_secs(60));
+    s.interval = Duration::from_millis(20);
     let sync = sync::spawn(s, &path, None).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     // 75 intervals passed: one request, not 75.
@@ -322,4 +332,26 @@ fn dead_lettered_scores_requeued_by_hand_arrive_once() {
     let st = Spool::open(&path).unwrap().stats(50).unwrap();
     assert_eq!((st.scores_dead, st.scores_pending, st.batches_dead, st.batches_pending), (0, 0, 0, 0));
     assert_eq!(st.scores, 100, "no score lost or doubled in the spool");
+}
+
+/// The pause after a 401 on tokio's paused clock: no request is made until
+/// it runs out or the token changes; nothing here sleeps.
+#[tokio::test(flavor = "current_thread")]
+async fn after_a_401_nothing_is_sent_until_the_pause_runs_out_on_simulated_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _token, rx, s) = wrong_token(dir.path(), Duration::from_secs(300));
+    let mut syncer = Syncer::new(s, &path, None).unwrap();
+    assert_eq!(syncer.step().await, Step::DeadLettered { status: 401 });
+    tokio::time::pause();
+    let Step::Paused { wait } = syncer.step().await else { panic!("not paused after a 401") };
+    assert!(wait > Duration::from_secs(299), "{wait:?}");
+    tokio::time::advance(Duration::from_secs(299)).await;
+    let Step::Paused { wait } = syncer.step().await else { panic!("the pause ended early") };
+    assert!(wait <= Duration::from_secs(1), "{wait:?}");
+    assert_eq!(rx.log().len(), 1, "one request in five simulated minutes");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    tokio::time::resume();
+    // The pause is over: the next batch is tried (and refused: same token).
+    assert_eq!(syncer.step().await, Step::DeadLettered { status: 401 });
+    assert_eq!(rx.log().len(), 2);
 }

@@ -7,7 +7,8 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use agent::spool::{ClipRow, Record, Spool};
+use agent::domain::ClipFile;
+use agent::spool::{Record, Spool};
 use agent::sync::{Step, SyncSettings, Syncer};
 use agent::upload::{Credentials, StoreUrl, UploadSettings, UploadStep, Uploader};
 use object_store::ObjectStoreExt;
@@ -39,14 +40,14 @@ fn clip(dir: &std::path::Path, path: &std::path::Path, id: &str, len: usize) -> 
     let mut s = Spool::open(path).unwrap();
     s.commit(&[
         incident(id, None),
-        Record::Clip(ClipRow { incident_id: id.into(), path: file.display().to_string(), bytes: len as u64 }),
+        Record::Clip(ClipFile { incident_id: id.into(), path: file.clone(), bytes: len as u64 }),
     ])
     .unwrap();
     data
 }
 
 async fn get(up: &Uploader, key: &str) -> Vec<u8> {
-    up.store().get(&key.into()).await.unwrap().bytes().await.unwrap().to_vec()
+    up.store().expect("an object store").get(&key.into()).await.unwrap().bytes().await.unwrap().to_vec()
 }
 
 #[test]
@@ -163,7 +164,7 @@ fn a_clip_without_a_session_goes_under_none() {
     std::fs::write(&file, b"x").unwrap();
     Spool::open(&path)
         .unwrap()
-        .commit(&[Record::Clip(ClipRow { incident_id: "orphan".into(), path: file.display().to_string(), bytes: 1 })])
+        .commit(&[Record::Clip(ClipFile { incident_id: "orphan".into(), path: file.clone(), bytes: 1 })])
         .unwrap();
     let step = block_on(async {
         Uploader::new(UploadSettings::new(StoreUrl::File { dir: dir.path().join("out") }), &path).unwrap().step().await

@@ -69,3 +69,38 @@ fn spool_requeue_dead_names_a_missing_spool_and_reports_what_it_requeued() {
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("requeued 0 scores and 0 incidents"), "{text}");
 }
+
+/// What `invigil run` refuses, `invigil check` fails with the same message:
+/// both build the same plan (agent/src/cmds/plan.rs).
+#[test]
+fn check_fails_every_config_that_run_refuses_with_the_same_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let blank = dir.path().join("blank.token");
+    std::fs::write(&blank, "\n").unwrap();
+    let creds = dir.path().join("s3.credentials");
+    std::fs::write(&creds, "access_key_id = a\n").unwrap();
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("storage", "url = \"ftp://clips\"".into(), "storage.url"),
+        ("storage", "url = \"s3://clips/desks\"".into(), "storage.credentials_file"),
+        ("storage", format!("url = \"s3://clips\"\ncredentials_file = \"{}\"", creds.display()), "secret_access_key"),
+        ("storage", "url = \"file:///tmp\"\nendpoint = \"s3.example\"".into(), "storage.endpoint"),
+        ("sync", format!("endpoint = \"http://127.0.0.1:9/b\"\ntoken_file = \"{}\"", blank.display()), "empty"),
+        ("server", format!("token_file = \"{}\"", blank.display()), "server.token_file"),
+    ];
+    for (section, lines, needle) in cases {
+        let sub = tempfile::tempdir_in(dir.path()).unwrap();
+        let cfg = desk_config(sub.path(), &asset("assets/carphone_pristine.mp4"), &[(section, &lines)]);
+        let run = invigil(sub.path(), &["run", "--config", cfg.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&run.stderr).trim().to_string();
+        assert_eq!(run.status.code(), Some(2), "run with [{section}] {lines}: {err}");
+        let message = err.strip_prefix("invigil: error: ").unwrap_or(&err).to_string();
+        assert!(message.contains(needle), "[{section}] {lines}: {message}");
+        let check = invigil(sub.path(), &["check", "--config", cfg.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&check.stdout);
+        assert_eq!(check.status.code(), Some(1), "check passed what run refused ([{section}] {lines}):\n{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with("FAIL") && l.contains(&message)),
+            "check does not say {message:?}:\n{text}"
+        );
+    }
+}

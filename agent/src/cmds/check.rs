@@ -1,10 +1,14 @@
 //! `invigil check`: a self-test an installer runs. One line per check,
-//! `ok` or `FAIL` with the reason; exit 1 if any check fails.
+//! `ok` or `FAIL` with the reason; exit 1 if any check fails. The sync,
+//! storage and server lines come from the same [`Parts`] that `invigil run`
+//! builds its [`Plan`](super::plan::Plan) from: what run would refuse, check
+//! fails with the same message.
 
 use std::time::Duration;
 
 use pipeline::{Capture, CaptureConfig};
 
+use super::plan::Parts;
 use crate::Failure;
 use crate::spool::Spool;
 
@@ -50,8 +54,8 @@ pub fn run(config: Option<&std::path::Path>) -> Result<(), Failure> {
         super::analyzer(&cfg).map_err(|f| f.message).and_then(|mut a| {
             let px = vec![90u8; 320 * 240 * 3];
             let frame = models::RgbFrame::packed(320, 240, &px).map_err(|e| e.to_string())?;
-            let r = a.analyse(&frame, 0, 0, crate::analysis::now_ts()).map_err(|e| e.to_string())?;
-            Ok(format!("{} scored a test frame in {:.1} ms", cfg.model_path.display(), r.latency_ms))
+            let r = a.analyse(&frame, 0, 0, chrono::Utc::now()).map_err(|e| e.to_string())?;
+            Ok(format!("{} scored a test frame in {:.1} ms ({})", cfg.model_path.display(), r.latency_ms, a.backend()))
         }),
     );
 
@@ -107,8 +111,27 @@ pub fn run(config: Option<&std::path::Path>) -> Result<(), Failure> {
             .map_err(|e| format!("{}: {e}", cfg.clips_dir.display())),
     );
 
+    let parts = Parts::of(&cfg);
+    // Storage: the store run would upload clips to, with its credentials.
+    report.line("storage", parts.upload.as_ref().map(|u| format!("{:?}", u.url)).map_err(Clone::clone));
+    // Server: the token run would require, if any.
+    report.line(
+        "server",
+        parts.server_token.as_ref().map_err(Clone::clone).map(|t| {
+            format!("{} ({})", cfg.listen, if t.is_some() { "token required" } else { "no token: loopback only" })
+        }),
+    );
+    // Hub: the device token run would connect with (the connection itself
+    // is the upstream line's job when batches go to the hub).
+    report.line(
+        "hub",
+        parts.hub.as_ref().map_err(Clone::clone).map(|h| match h {
+            Some(h) => format!("{} with {}", h.ws_url, h.token_file.display()),
+            None => "not configured".into(),
+        }),
+    );
     // Upstream: an empty batch (no scores, no incidents) with the token.
-    report.line("upstream", upstream(&cfg));
+    report.line("upstream", upstream(&cfg, parts.sync));
 
     if report.failed > 0 {
         return Err(Failure::runtime(format!("{} check(s) failed", report.failed)));
@@ -117,14 +140,13 @@ pub fn run(config: Option<&std::path::Path>) -> Result<(), Failure> {
 }
 
 /// POSTs an empty batch to the sync endpoint: reachable and authorised?
-fn upstream(cfg: &crate::config::Validated) -> Result<String, String> {
-    let settings = crate::sync::SyncSettings::from_config(cfg).map_err(|e| e.to_string())?;
-    let Some(s) = settings else { return Ok("not configured (scores stay in the spool)".into()) };
+fn upstream(
+    cfg: &crate::config::Validated,
+    settings: Result<Option<crate::sync::SyncSettings>, String>,
+) -> Result<String, String> {
+    let Some(s) = settings? else { return Ok("not configured (scores stay in the spool)".into()) };
     let token = match &s.token_file {
-        Some(p) => {
-            let t = std::fs::read_to_string(p).map_err(|e| format!("token file {}: {e}", p.display()))?;
-            Some(t.trim().to_string()).filter(|t| !t.is_empty())
-        }
+        Some(p) => Some(s.token_secret.read(p).map_err(|e| e.to_string())?),
         None => None,
     };
     let body = serde_json::json!({
@@ -148,7 +170,7 @@ fn upstream(cfg: &crate::config::Validated) -> Result<String, String> {
     })?;
     match status.as_u16() {
         200..=299 => Ok(format!("{} accepts batches (HTTP {status})", s.endpoint)),
-        401 | 403 => Err(format!("{}: not authorised (HTTP {status}); check sync.token_file", s.endpoint)),
+        401 | 403 => Err(format!("{}: not authorised (HTTP {status}); check {}", s.endpoint, s.token_secret.key)),
         _ => Err(format!("{}: answered HTTP {status} to an empty batch", s.endpoint)),
     }
 }

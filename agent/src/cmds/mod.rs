@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod devices;
+pub mod plan;
 pub mod run;
 pub mod score;
 pub mod session;

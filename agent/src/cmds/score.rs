@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use pipeline::{Capture, CaptureConfig, PullError, Source};
 
 use crate::Failure;
-use crate::analysis::{Analysis, ts_of};
 use crate::incident::{Change, Tracker};
 
 /// An incident of the offline run, in video time.
@@ -16,7 +15,7 @@ struct Span {
     start_ms: u64,
     end_ms: Option<u64>,
     min_score: u8,
-    reasons: String,
+    reasons: Vec<crate::domain::Reason>,
 }
 
 pub fn run(video: &Path, json: Option<&Path>, plot: Option<&Path>, config: Option<&Path>) -> Result<(), Failure> {
@@ -70,8 +69,8 @@ pub fn run(video: &Path, json: Option<&Path>, plot: Option<&Path>, config: Optio
             Ok(Some(f)) => {
                 let frame = models::RgbFrame::new(f.width, f.height, f.stride, f.data()).map_err(Failure::runtime)?;
                 let t_ms = f.pts_ns / 1_000_000;
-                let ts = ts_of(t0 + chrono::Duration::milliseconds(t_ms as i64));
-                let a: Analysis = analyzer.analyse(&frame, f.frame, t_ms, ts).map_err(Failure::runtime)?;
+                let ts = t0 + chrono::Duration::milliseconds(t_ms as i64);
+                let a = analyzer.analyse(&frame, f.frame, t_ms, ts).map_err(Failure::runtime)?;
                 frames += 1;
                 points.push((t_ms as f32 / 1000.0, a.focus_score));
                 if frames % 10 == 0 {
@@ -141,7 +140,8 @@ pub fn run(video: &Path, json: Option<&Path>, plot: Option<&Path>, config: Optio
     println!("incidents:  {}", spans.len());
     for s in &spans {
         let end = s.end_ms.map(|e| format!("{:.2} s", e as f64 / 1000.0)).unwrap_or_else(|| "end".into());
-        println!("  {:.2} s - {end}  min score {}  reasons {}", s.start_ms as f64 / 1000.0, s.min_score, s.reasons);
+        let reasons = serde_json::to_string(&s.reasons).unwrap_or_default();
+        println!("  {:.2} s - {end}  min score {}  reasons {reasons}", s.start_ms as f64 / 1000.0, s.min_score);
     }
     if let Some(p) = json {
         println!("json:       {} ({frames} lines)", p.display());

@@ -17,20 +17,13 @@ pub enum Action {
 
 pub fn run(action: Action, config: Option<&Path>) -> Result<(), Failure> {
     let cfg = super::load_config(config)?;
-    // The admin's side of the unit's `LoadCredential=server-token:…`.
-    let system_token = Path::new("/etc/invigil/server.token");
-    let token_file =
-        cfg.raw.server.token_file.clone().or_else(|| system_token.exists().then(|| system_token.to_path_buf()));
-    let token = match &token_file {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .map_err(|e| Failure::usage(format!("server.token_file {}: {e}", p.display())))?
-                .trim()
-                .to_string(),
-        )
-        .filter(|t| !t.is_empty()),
-        None => None,
-    };
+    // The same rule as the agent's own (crate::credentials): over ssh,
+    // outside the unit, that is /etc/invigil/server.token when the config
+    // names no file.
+    let token = crate::credentials::SERVER_TOKEN
+        .load(cfg.raw.server.token_file.as_deref())
+        .map_err(Failure::usage)?
+        .map(|(_, t)| t);
     let (method, path, body) = match &action {
         Action::Start { session_id, student_id } => (
             "POST",

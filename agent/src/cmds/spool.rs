@@ -20,7 +20,11 @@ pub fn requeue_dead(config: Option<&std::path::Path>) -> Result<(), Failure> {
     let (scores, incidents) = s.requeue_dead().map_err(Failure::runtime)?;
     println!(
         "requeued {scores} scores and {incidents} incidents; the agent sends them with its next batches{}",
-        if cfg.raw.sync.endpoint.is_none() { " (sync.endpoint is not set in this config)" } else { "" }
+        if cfg.raw.sync.endpoint.is_none() && cfg.hub.is_none() {
+            " (neither sync.endpoint nor [hub] is set in this config)"
+        } else {
+            ""
+        }
     );
     Ok(())
 }
@@ -52,6 +56,7 @@ pub fn stats(config: Option<&std::path::Path>) -> Result<(), Failure> {
         "dropped:    {} delivered and {} undelivered scores at the size cap, {} from a full memory queue",
         st.shed_delivered, st.shed_undelivered, st.queue_dropped
     );
-    println!("oldest pending score: {}", st.oldest_pending.as_deref().unwrap_or("none"));
+    let oldest = st.oldest_pending.map(|t| proto::Timestamp(t).to_string());
+    println!("oldest pending score: {}", oldest.as_deref().unwrap_or("none"));
     Ok(())
 }

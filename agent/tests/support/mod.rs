@@ -8,32 +8,33 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use agent::spool::{IncidentRow, Record, ScoreRow};
+use agent::domain::{Incident, Reason, Score};
+use agent::spool::Record;
 
 /// A score of session s1, student x1.
 pub fn score(frame: u64) -> Record {
-    Record::Score(ScoreRow {
+    Record::Score(Score {
         session_id: Some("s1".into()),
         student_id: Some("x1".into()),
         frame,
-        ts: agent::analysis::now_ts(),
+        ts: chrono::Utc::now(),
         focus_score: (frame % 101) as u8,
         num_faces: 1,
         yaw_deg: Some(-4.2),
         pitch_deg: Some(6.0),
-        reasons: "[]".into(),
+        reasons: vec![],
     })
 }
 
 pub fn incident(id: &str, ended: Option<&str>) -> Record {
-    Record::Incident(IncidentRow {
+    Record::Incident(Incident {
         id: id.into(),
         session_id: Some("s1".into()),
         student_id: Some("x1".into()),
-        started: agent::analysis::now_ts(),
-        ended: ended.map(str::to_string),
+        started: chrono::Utc::now(),
+        ended: ended.map(|t| t.parse().expect("an RFC 3339 time")),
         min_score: 12,
-        reasons: "[\"no_face\"]".into(),
+        reasons: vec![Reason::NoFace],
         clip_path: None,
     })
 }

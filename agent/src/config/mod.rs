@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::credentials::{HUB_TOKEN, SERVER_TOKEN};
+
 /// Where `invigil run` looks when `--config` is not given.
 pub const SYSTEM_CONFIG: &str = "/etc/invigil/config.toml";
 /// Data folder of the built-in defaults (relative to the working directory).
@@ -27,6 +29,7 @@ pub struct Config {
     pub server: Server,
     pub gpio: Option<Gpio>,
     pub session: Session,
+    pub hub: Option<Hub>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -193,6 +196,20 @@ pub struct Gpio {
     pub call_button: Option<u8>,
 }
 
+/// `[hub]`: the school's hub this box reports to (`invigil-hub`). With it
+/// the box sends its batches to `{url}/api/exam/analyze-batch` (unless
+/// `sync.endpoint` says otherwise), learns its exam sessions from the hub,
+/// and uploads clips through the hub, holding no storage keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hub {
+    /// "https://hub.example" (http:// only on a trusted network).
+    pub url: String,
+    /// The device token `invigil-hub device add` printed. Default: the
+    /// systemd credential `hub-token`, else /etc/invigil/hub.token.
+    pub token_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Session {
@@ -232,7 +249,37 @@ pub struct Validated {
     pub spool_keep_delivered_h: u32,
     pub listen: std::net::SocketAddr,
     pub always_on: bool,
+    /// `[hub]`, checked.
+    pub hub: Option<HubConfig>,
     pub raw: Config,
+}
+
+/// A checked `[hub]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubConfig {
+    /// Without a trailing slash.
+    pub url: String,
+    /// Where the device token is (by crate::credentials' rule).
+    pub token_file: PathBuf,
+}
+
+impl HubConfig {
+    /// Where batches go.
+    pub fn ingest_url(&self) -> String {
+        format!("{}/api/exam/analyze-batch", self.url)
+    }
+
+    /// The box's WebSocket to the hub (`ws://` or `wss://`).
+    pub fn ws_url(&self) -> String {
+        let rest = self.url.strip_prefix("https://").map(|r| format!("wss://{r}"));
+        let ws = rest.unwrap_or_else(|| format!("ws://{}", self.url.trim_start_matches("http://")));
+        format!("{ws}{}", proto::device::DEVICE_WS_PATH)
+    }
+
+    /// Where a clip of an incident is PUT (`part` 0 for its first file).
+    pub fn clip_url(&self, incident_id: &str, part: u32) -> String {
+        format!("{}{}/{incident_id}/clips/{part}", self.url, proto::device::DEVICE_CLIP_PATH)
+    }
 }
 
 impl Config {
@@ -343,15 +390,34 @@ impl Config {
         let listen: std::net::SocketAddr = self.server.listen.parse().map_err(|_| {
             err("server.listen", format!("{:?} is not an address; use e.g. \"127.0.0.1:8000\"", self.server.listen))
         })?;
-        if !listen.ip().is_loopback()
-            && self.server.token_file.is_none()
-            && crate::sync::credential_file(None, "server-token").is_none()
-        {
+        if !listen.ip().is_loopback() && SERVER_TOKEN.locate(self.server.token_file.as_deref()).is_none() {
             return Err(err(
                 "server.token_file",
                 format!("required because server.listen ({listen}) is not a loopback address"),
             ));
         }
+        let hub = match &self.hub {
+            None => None,
+            Some(h) => {
+                let url = h.url.trim_end_matches('/').to_string();
+                match reqwest::Url::parse(&url) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                    _ => {
+                        return Err(err(
+                            "hub.url",
+                            format!("{:?} is not a hub address; use e.g. \"https://hub.example\"", h.url),
+                        ));
+                    }
+                }
+                let Some(token_file) = HUB_TOKEN.locate(h.token_file.as_deref()) else {
+                    return Err(err(
+                        "hub.token_file",
+                        "required with [hub] (the token `invigil-hub device add` printed; or the systemd credential hub-token, or /etc/invigil/hub.token)".into(),
+                    ));
+                };
+                Some(HubConfig { url, token_file })
+            }
+        };
         let data = PathBuf::from(DEFAULT_DATA_DIR);
         let device_id = match &self.device_id {
             Some(d)
@@ -394,6 +460,7 @@ impl Config {
             spool_keep_delivered_h: self.spool.keep_delivered_h,
             listen,
             always_on: self.session.always_on,
+            hub,
             raw: self,
         })
     }
@@ -423,77 +490,4 @@ pub fn resolve(path: Option<&Path>) -> Result<Validated, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_config_the_sd_image_ships_is_valid() {
-        let file = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../yocto/meta-invigil/recipes-invigil/invigil-config/files/config.toml"
-        );
-        let text = std::fs::read_to_string(file).unwrap();
-        let v = Config::parse(&text, file).unwrap().validate(file).unwrap();
-        assert_eq!((v.clips_max_per_session, v.clips_keep_uploaded_h, v.spool_keep_delivered_h), (30, 24, 24));
-    }
-
-    #[test]
-    fn empty_config_gives_the_documented_defaults() {
-        let v = Config::parse("", "x.toml").unwrap().validate("x.toml").unwrap();
-        assert_eq!((v.width, v.height, v.fps), (640, 480, 30));
-        assert_eq!(v.source, pipeline::Source::Test);
-        assert_eq!(v.score.threshold, 50);
-        assert_eq!(v.score.persistence_ms, 1500);
-        assert_eq!(v.clip_length_s, 10);
-        assert_eq!(v.preroll_s, 3);
-        assert_eq!(v.clips_max_per_session, 30);
-        assert_eq!((v.clips_keep_uploaded_h, v.spool_keep_delivered_h), (24, 24));
-        assert_eq!(v.commit_interval_ms, 1000);
-        assert_eq!(v.listen.to_string(), "127.0.0.1:8000");
-        assert_eq!(v.spool_path, PathBuf::from("invigil-data/spool.sqlite"));
-    }
-
-    #[test]
-    fn low_profile_is_480x360_at_15() {
-        let v = Config::parse("[camera]\nprofile = \"low\"\n", "x").unwrap().validate("x").unwrap();
-        assert_eq!((v.width, v.height, v.fps), (480, 360, 15));
-    }
-
-    #[test]
-    fn unknown_keys_are_named() {
-        let e = Config::parse("[camera]\nsorce = \"test\"\n", "desk.toml").unwrap_err().to_string();
-        assert!(e.starts_with("desk.toml: ") && e.contains("sorce"), "{e}");
-        assert!(!e.contains('\n'), "one line: {e}");
-        let e = Config::parse("colour = 1\n", "desk.toml").unwrap_err().to_string();
-        assert!(e.contains("colour"), "{e}");
-    }
-
-    #[test]
-    fn bad_values_name_the_field_and_a_good_value() {
-        let cases = [
-            ("[camera]\nsource = \"usb\"\n", "camera.source"),
-            ("[camera]\nprofile = \"fast\"\n", "camera.profile"),
-            ("[camera]\nfps = 0\n", "camera.fps"),
-            ("[camera]\nmains_hz = 55\n", "camera.mains_hz"),
-            ("[score]\nthreshold = 0\n", "score.threshold"),
-            ("[clips]\npreroll_s = 12\n", "clips.preroll_s"),
-            ("[clips]\nmax_per_session = 20000\n", "clips.max_per_session"),
-            ("[clips]\nkeep_uploaded_h = 9000\n", "clips.keep_uploaded_h"),
-            ("[spool]\nkeep_delivered_h = 0\n", "spool.keep_delivered_h"),
-            ("[server]\nlisten = \"0.0.0.0:8000\"\n", "server.token_file"),
-            ("[server]\nlisten = \"here\"\n", "server.listen"),
-            ("device_id = \"desk 17\"\n", "device_id"),
-            ("[model]\nbackend = \"onnx\"\n", "model.backend"),
-        ];
-        for (text, field) in cases {
-            let e = Config::parse(text, "c.toml").unwrap().validate("c.toml").unwrap_err().to_string();
-            assert!(e.starts_with(&format!("c.toml: {field}: ")), "{text:?} -> {e}");
-        }
-    }
-
-    #[test]
-    fn wrong_types_are_named() {
-        let e = Config::parse("[camera]\nfps = \"thirty\"\n", "c.toml").unwrap_err().to_string();
-        assert!(e.contains("fps") || e.contains("invalid type"), "{e}");
-    }
-}
+mod tests;
