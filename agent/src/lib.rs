@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`config`]: the TOML config, strict, every default documented.
 //! - [`analysis`]: detector + scorer per stream, producing the result JSON.
+//! - [`frame_decode`]: `/analyze` messages to JPEG bytes to pixels at the model's scale.
 //! - [`incident`]: spans of low score.
 //! - [`spool`]: the durable SQLite spool and its writer thread.
 //! - [`sync`]: score batches upstream (HTTP), with retry and dead-letters.
@@ -18,6 +19,7 @@
 pub mod analysis;
 pub mod cmds;
 pub mod config;
+pub mod frame_decode;
 pub mod gpio;
 pub mod incident;
 pub mod plot;

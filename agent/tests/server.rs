@@ -126,6 +126,15 @@ async fn analyze_scores_real_frames_in_order_in_all_three_forms() {
         last = v;
     }
     assert!(last["focus_score"].as_u64().unwrap() >= 50, "{last}");
+    // Decoded at 1/4 (512 to 128 px), the box is still in the JPEG's pixels:
+    // as a full decode finds it.
+    let (w, h, px) = agent::server::decode_jpeg(&jpeg).unwrap();
+    let mut full = support::analyzer().unwrap();
+    let want = full.analyse(&models::RgbFrame::packed(w, h, &px).unwrap(), 0, 0, String::new()).unwrap();
+    let (got, want) = (&last["face_box"], want.face_box.unwrap());
+    for (k, v) in want.iter().enumerate() {
+        assert!((got[k].as_f64().unwrap() as f32 - v).abs() < 0.05 * w as f32, "{got} vs {want:?}");
+    }
     srv.stop().await;
 }
 

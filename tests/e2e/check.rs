@@ -69,3 +69,27 @@ fn spool_requeue_dead_names_a_missing_spool_and_reports_what_it_requeued() {
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("requeued 0 scores and 0 incidents"), "{text}");
 }
+
+#[test]
+fn check_says_which_backend_runs_the_model_and_why_not_litert() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = asset("assets/carphone_pristine.mp4");
+    let model_line = |extra: &[(&str, &str)]| {
+        let cfg = desk_config(dir.path(), &video, extra);
+        let out = invigil(dir.path(), &["check", "--config", cfg.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        // LiteRT's own INFO lines stay off stderr.
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("INFO: ["), "{}", String::from_utf8_lossy(&out.stderr));
+        text.lines().find(|l| l.contains("model")).unwrap().to_string()
+    };
+    // `auto` with the library that scripts/setup fetched.
+    let line = model_line(&[]);
+    assert!(line.starts_with("ok") && line.contains("on litert (") && line.contains("libLiteRt.so"), "{line}");
+    // `auto` without it: the built-in TensorFlow Lite, and the reason.
+    let line = model_line(&[("model", "litert_lib = \"/nonexistent/libLiteRt.so\"")]);
+    assert!(line.starts_with("ok") && line.contains("on tflite (LiteRT not used"), "{line}");
+    assert!(line.contains("/nonexistent/libLiteRt.so"), "{line}");
+    // `litert` without it: the check fails and names the library.
+    let line = model_line(&[("model", "backend = \"litert\"\nlitert_lib = \"/nonexistent/libLiteRt.so\"")]);
+    assert!(line.starts_with("FAIL") && line.contains("/nonexistent/libLiteRt.so"), "{line}");
+}
