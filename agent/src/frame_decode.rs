@@ -74,6 +74,7 @@ pub struct JpegScaler {
 }
 
 /// A decoded frame and how it relates to the JPEG.
+#[derive(Debug)]
 pub struct ScaledFrame<'a> {
     pub frame: RgbFrame<'a>,
     /// JPEG pixels per frame pixel (1, 2, 4 or 8).
