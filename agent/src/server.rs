@@ -786,11 +786,7 @@ async fn analyze_conn(socket: WebSocket, s: Arc<Shared>) {
         let dropped = {
             let mut q = queue.lock().unwrap();
             q.0.push_back(job);
-            if q.0.len() > cap {
-                q.0.pop_front().map(|Job(n, _)| n)
-            } else {
-                None
-            }
+            if q.0.len() > cap { q.0.pop_front().map(|Job(n, _)| n) } else { None }
         };
         notify.notify_one();
         if let Some(n) = dropped {
