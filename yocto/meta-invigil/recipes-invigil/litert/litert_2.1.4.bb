@@ -35,6 +35,7 @@ do_install() {
     install -m 0755 ${S}/ai_edge_litert/libLiteRt.so ${D}${nonarch_libdir}/invigil/libLiteRt.so
 }
 
-FILES:${PN} = "${nonarch_libdir}/invigil/libLiteRt.so"
-# Prebuilt and stripped upstream; not linked with our LDFLAGS.
-INSANE_SKIP:${PN} += "already-stripped ldflags"
+FILES:${PN} += "${nonarch_libdir}/invigil/libLiteRt.so"
+# Prebuilt and stripped upstream: nothing to strip or split off.
+INHIBIT_PACKAGE_STRIP = "1"
+INHIBIT_PACKAGE_DEBUG_SPLIT = "1"
