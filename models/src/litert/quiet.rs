@@ -16,17 +16,28 @@ use std::sync::{Mutex, MutexGuard};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+thread_local! {
+    /// This thread already holds a redirect (a model freed while another
+    /// loads): an inner guard does nothing, rather than wait for itself.
+    static ACTIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// While alive, fd 2 is a pipe filtered as the module docs say.
 pub(crate) struct QuietStderr {
     saved: Option<OwnedFd>,
-    _lock: MutexGuard<'static, ()>,
+    /// None for an inner guard.
+    lock: Option<MutexGuard<'static, ()>>,
 }
 
 impl QuietStderr {
     /// Redirects fd 2. When anything fails, stderr is left as it was.
     pub(crate) fn new() -> Self {
+        if ACTIVE.get() {
+            return Self { saved: None, lock: None };
+        }
         let lock = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        Self { saved: redirect(), _lock: lock }
+        ACTIVE.set(true);
+        Self { saved: redirect(), lock: Some(lock) }
     }
 }
 
@@ -37,6 +48,10 @@ impl Drop for QuietStderr {
             // SAFETY: dup2 of an fd we own onto fd 2; it closes our pipe's
             // write end there, so the filter thread sees the end of input.
             unsafe { libc::dup2(saved.as_raw_fd(), 2) };
+        }
+        // Released only once fd 2 is back.
+        if self.lock.take().is_some() {
+            ACTIVE.set(false);
         }
     }
 }
@@ -83,9 +98,10 @@ fn redirect() -> Option<OwnedFd> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn stderr_works_again_after_a_quiet_section() {
+    fn stderr_works_again_after_a_quiet_section_also_a_nested_one() {
         {
             let _q = super::QuietStderr::new();
+            let _inner = super::QuietStderr::new(); // does not wait for the outer one
             eprintln!("INFO: hidden");
         }
         // fd 2 is a working descriptor again (writing does not fail).
