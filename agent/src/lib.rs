@@ -11,6 +11,7 @@
 //! - [`clock`], [`shutdown`], [`worker`]: time as a seam, the one way to
 //!   stop, and a loop on a thread of its own.
 //! - [`analysis`]: detector + scorer per stream, producing `proto::Analysis`.
+//! - [`frame_decode`]: `/analyze` messages to JPEG bytes to pixels at the model's scale.
 //! - [`incident`]: spans of low score.
 //! - [`spool`]: the durable SQLite spool and its writer thread.
 //! - [`sync`]: score batches upstream (HTTP), with retry and dead-letters.
@@ -32,6 +33,7 @@ pub mod cmds;
 pub mod config;
 pub mod credentials;
 pub mod domain;
+pub mod frame_decode;
 pub mod gpio;
 pub mod hub_link;
 pub mod incident;

@@ -126,6 +126,15 @@ async fn analyze_scores_real_frames_in_order_in_all_three_forms() {
         last = v;
     }
     assert!(last["focus_score"].as_u64().unwrap() >= 50, "{last}");
+    // Decoded at 1/4 (512 to 128 px), the box is still in the JPEG's pixels:
+    // as a full decode finds it.
+    let (w, h, px) = agent::server::decode_jpeg(&jpeg).unwrap();
+    let mut full = support::analyzer().unwrap();
+    let want = full.analyse(&models::RgbFrame::packed(w, h, &px).unwrap(), 0, 0, chrono::Utc::now()).unwrap();
+    let (got, want) = (&last["face_box"], want.face_box.unwrap());
+    for (k, v) in want.iter().enumerate() {
+        assert!((got[k].as_f64().unwrap() as f32 - v).abs() < 0.05 * w as f32, "{got} vs {want:?}");
+    }
     srv.stop().await;
 }
 
@@ -396,14 +405,22 @@ async fn metrics_and_health_report_the_run_loops_figures() {
         srv.shared.health.frame(&fake_analysis(i), false);
     }
     *srv.shared.health.encoder.lock().unwrap() = Some("x264enc".into());
+    *srv.shared.health.model_backend.lock().unwrap() = Some(models::BackendChoice {
+        backend: "tflite",
+        library: None,
+        fallback: Some("libLiteRt.so not found".into()),
+    });
     let (st, body) = http(srv.addr, "GET", "/metrics", "", None).await;
     assert_eq!(st, 200);
+    assert!(body.contains("invigil_model_backend_info{backend=\"tflite\"} 1"), "{body}");
     assert!(body.contains("invigil_analysed_frames_total 3"), "{body}");
     assert!(body.contains("invigil_encoder_info{encoder=\"x264enc\"} 1"), "{body}");
     assert!(body.contains("invigil_inference_ms_bucket{le=\"5\"} 3"), "{body}");
     let (_, body) = http(srv.addr, "GET", "/healthz", "", None).await;
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["camera"]["state"], "ok", "{v}");
+    assert_eq!(v["model"]["backend"], "tflite", "{v}");
+    assert!(v["model"]["reason"].as_str().unwrap().contains("not found"), "{v}");
     srv.shared.health.frame(&fake_analysis(4), true);
     let (_, body) = http(srv.addr, "GET", "/healthz", "", None).await;
     let v: Value = serde_json::from_str(&body).unwrap();

@@ -4,9 +4,8 @@
 //! frames) rather than criterion, which as a dev-dependency would be compiled
 //! for every `cargo test` of this crate.
 //!
-//!   cargo bench -p models --bench detect                      # tflite
-//!   cargo bench -p models --bench detect --features litert    # and litert
-//!   scripts/bench-models                                      # both, fetching LiteRT first
+//!   cargo bench -p models --bench detect        # tflite and litert (libLiteRt.so from scripts/fetch-litert)
+//!   scripts/bench-models                        # the same, fetching LiteRT first
 //!
 //! Frames: 60 frames of carphone_pristine.mp4 scaled to 640x480 and
 //! astronaut.png scaled to 480x480 centred in 640x480, decoded by ffmpeg.
@@ -218,7 +217,6 @@ fn main() {
         row(name, &time(iters, |_| interp.invoke().unwrap()), "");
     }
 
-    #[cfg(feature = "litert")]
     for threads in [1, 2] {
         let name = format!("litert {threads} thread(s)");
         if !wanted(&name) {
@@ -231,6 +229,4 @@ fn main() {
         let all = full(&mut det, &frames, iters);
         row(&format!("{name}: full frame"), &all, &overhead(&all, &bare, threads));
     }
-    #[cfg(not(feature = "litert"))]
-    println!("\n(litert: build with --features litert, see scripts/bench-models)");
 }

@@ -182,16 +182,17 @@ pub fn preprocess(frame: &RgbFrame<'_>, out: &mut [f32]) -> Letterbox {
     // the frame is a whole multiple of the input, e.g. 640x480 to 128x96)
     // does not read the neighbour whose weight is 0: half the memory traffic,
     // the same values.
+    // (On the stack: no allocation per frame.)
     let sx_scale = frame.width as f32 / cw as f32;
-    let cols: Vec<(usize, usize, f32, f32)> = (0..cw)
-        .map(|ox| {
-            let sx = ((ox as f32 + 0.5) * sx_scale - 0.5).clamp(0.0, (frame.width - 1) as f32);
-            let xa = sx.floor() as usize;
-            let fx = sx - xa as f32;
-            let xb = if fx == 0.0 { xa } else { (xa + 1).min(frame.width - 1) };
-            (xa * 3, xb * 3, 1.0 - fx, fx)
-        })
-        .collect();
+    let mut cols = [(0usize, 0usize, 0f32, 0f32); INPUT_SIZE];
+    for (ox, c) in cols[..cw].iter_mut().enumerate() {
+        let sx = ((ox as f32 + 0.5) * sx_scale - 0.5).clamp(0.0, (frame.width - 1) as f32);
+        let xa = sx.floor() as usize;
+        let fx = sx - xa as f32;
+        let xb = if fx == 0.0 { xa } else { (xa + 1).min(frame.width - 1) };
+        *c = (xa * 3, xb * 3, 1.0 - fx, fx);
+    }
+    let cols = &cols[..cw];
     let sy_scale = frame.height as f32 / ch as f32;
     const NORM: f32 = 1.0 / 127.5;
     let px = |row: &[u8], o: usize| -> [f32; 3] {
@@ -206,7 +207,7 @@ pub fn preprocess(frame: &RgbFrame<'_>, out: &mut [f32]) -> Letterbox {
         let row_a = &frame.data[ya * frame.stride..][..frame.width * 3];
         let row_b = &frame.data[yb * frame.stride..][..frame.width * 3];
         let dst = &mut out[((oy + y0) * INPUT_SIZE + x0) * 3..][..cw * 3];
-        for (d, &(oa, ob, w0, w1)) in dst.chunks_exact_mut(3).zip(&cols) {
+        for (d, &(oa, ob, w0, w1)) in dst.chunks_exact_mut(3).zip(cols) {
             let (a0, a1, b0, b1) = (px(row_a, oa), px(row_a, ob), px(row_b, oa), px(row_b, ob));
             for c in 0..3 {
                 let a = a0[c] * w0 + a1[c] * w1;

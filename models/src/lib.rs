@@ -6,27 +6,37 @@
 //! - [`image`]: a borrowed RGB frame and cheap statistics of it (is the camera covered?).
 //! - [`blazeface`]: MediaPipe's BlazeFace short-range decoding: anchors, boxes,
 //!   keypoints, weighted non-maximum suppression, letterboxing. Pure numbers.
-//! - [`detector`]: the [`FaceDetector`] trait and its TensorFlow Lite backend.
-//!   Loading the model file is the only I/O in this crate.
-//! - `litert` (feature `litert`): a second backend on the LiteRT C library
-//!   (`libLiteRt.so`, fetched by `scripts/fetch-litert`).
+//! - [`tensor`]: the [`TensorModel`] contract every runtime meets (load a
+//!   `.tflite`, check its tensors against a [`ModelSpec`], f32 in, invoke,
+//!   f32 out), implemented by [`tflite_model`] (TensorFlow Lite 1.15, built
+//!   in) and [`litert`] (LiteRT 2.1.4's `libLiteRt.so`, loaded at run time).
+//! - [`detector`]: the [`FaceDetector`] trait, BlazeFace on any
+//!   [`TensorModel`], and the backend choice ([`Backend`]: `auto` takes
+//!   LiteRT when its library loads, else tflite).
 //! - [`pose`]: yaw and pitch in degrees from the six BlazeFace keypoints.
 //! - [`score`]: the focus score, a pure function of per-frame signals and time:
 //!   weights, per-session baseline, smoothing, persistence and hysteresis.
 //!   `docs/SCORING.md` explains it with the numbers.
+//!
+//! Loading model files and the LiteRT library is the only I/O in this crate.
 
 pub mod blazeface;
 pub mod detector;
 pub mod image;
-#[cfg(feature = "litert")]
 pub mod litert;
 pub mod pose;
 pub mod score;
+pub mod tensor;
+pub mod tflite_model;
 
 pub use blazeface::{BBox, Detection, Point};
-pub use detector::{DetectorError, FaceDetector, TfliteDetector};
+pub use detector::{
+    BLAZEFACE_SPEC, Backend, BackendChoice, BlazeFace, DetectorError, FaceDetector, LiteRtDetector, TfliteDetector,
+    load_face_detector,
+};
 pub use image::{FrameStats, RgbFrame};
-#[cfg(feature = "litert")]
-pub use litert::LiteRtDetector;
+pub use litert::{LibraryError, LiteRt, LiteRtModel};
 pub use pose::Pose;
 pub use score::{Reason, ScoreConfig, ScoreOutput, Scorer, Signals};
+pub use tensor::{ModelSpec, TensorModel};
+pub use tflite_model::TfliteModel;

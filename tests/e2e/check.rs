@@ -104,3 +104,27 @@ fn check_fails_every_config_that_run_refuses_with_the_same_message() {
         );
     }
 }
+
+#[test]
+fn check_says_which_backend_runs_the_model_and_why_not_litert() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = asset("assets/carphone_pristine.mp4");
+    let model_line = |extra: &[(&str, &str)]| {
+        let cfg = desk_config(dir.path(), &video, extra);
+        let out = invigil(dir.path(), &["check", "--config", cfg.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        // LiteRT's own INFO lines stay off stderr.
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("INFO: ["), "{}", String::from_utf8_lossy(&out.stderr));
+        text.lines().find(|l| l.contains("model")).unwrap().to_string()
+    };
+    // `auto` with the library that scripts/setup fetched.
+    let line = model_line(&[]);
+    assert!(line.starts_with("ok") && line.contains("on litert (") && line.contains("libLiteRt.so"), "{line}");
+    // `auto` without it: the built-in TensorFlow Lite, and the reason.
+    let line = model_line(&[("model", "litert_lib = \"/nonexistent/libLiteRt.so\"")]);
+    assert!(line.starts_with("ok") && line.contains("on tflite (LiteRT not used"), "{line}");
+    assert!(line.contains("/nonexistent/libLiteRt.so"), "{line}");
+    // `litert` without it: the check fails and names the library.
+    let line = model_line(&[("model", "backend = \"litert\"\nlitert_lib = \"/nonexistent/libLiteRt.so\"")]);
+    assert!(line.starts_with("FAIL") && line.contains("/nonexistent/libLiteRt.so"), "{line}");
+}

@@ -51,11 +51,11 @@ pub fn run(config: Option<&std::path::Path>) -> Result<(), Failure> {
     // Model: loads, and scores a frame.
     report.line(
         "model",
-        super::analyzer(&cfg).map_err(|f| f.message).and_then(|mut a| {
+        super::analyzer_and_backend(&cfg).map_err(|f| f.message).and_then(|(mut a, backend)| {
             let px = vec![90u8; 320 * 240 * 3];
             let frame = models::RgbFrame::packed(320, 240, &px).map_err(|e| e.to_string())?;
             let r = a.analyse(&frame, 0, 0, chrono::Utc::now()).map_err(|e| e.to_string())?;
-            Ok(format!("{} scored a test frame in {:.1} ms ({})", cfg.model_path.display(), r.latency_ms, a.backend()))
+            Ok(format!("{} on {backend} scored a test frame in {:.1} ms", cfg.model_path.display(), r.latency_ms))
         }),
     );
 

@@ -37,15 +37,34 @@ pub fn init_logging() {
 
 /// Loads the model named by the config into an analyzer.
 pub fn analyzer(cfg: &Validated) -> Result<Analyzer, Failure> {
-    let det = models::TfliteDetector::load(&cfg.model_path, cfg.model_threads).map_err(|e| {
-        let hint = if matches!(e, models::DetectorError::Read { .. }) {
-            " (run scripts/fetch-assets, or set model.path)"
-        } else {
-            ""
-        };
-        Failure::runtime(format!("{e}{hint}"))
-    })?;
-    Ok(Analyzer::new(Box::new(det), cfg.score.clone(), cfg.device_id.clone()))
+    analyzer_and_backend(cfg).map(|(a, _)| a)
+}
+
+/// Loads the model on `model.backend` (`auto`: LiteRT when its library
+/// loads, else tflite) and says which backend runs it.
+pub fn analyzer_and_backend(cfg: &Validated) -> Result<(Analyzer, models::BackendChoice), Failure> {
+    let (det, choice) =
+        models::load_face_detector(cfg.model_backend, &cfg.model_path, cfg.model_threads, cfg.litert_lib.as_deref())
+            .map_err(|e| {
+                let hint = match e {
+                    models::DetectorError::Read { .. } => " (run scripts/fetch-assets, or set model.path)",
+                    _ => "",
+                };
+                Failure::runtime(format!("{e}{hint}"))
+            })?;
+    Ok((Analyzer::new(det, cfg.score.clone(), cfg.device_id.clone()), choice))
+}
+
+/// The config with `auto` resolved to what `choice` found, so that later
+/// loads (one per `/analyze` connection) take the same backend and library
+/// without searching again.
+pub fn pin_backend(cfg: &Validated, choice: &models::BackendChoice) -> Validated {
+    let mut c = cfg.clone();
+    if c.model_backend == models::Backend::Auto {
+        c.model_backend = if choice.backend == "litert" { models::Backend::LiteRt } else { models::Backend::Tflite };
+        c.litert_lib = choice.library.clone().or(c.litert_lib);
+    }
+    c
 }
 
 pub fn load_config(path: Option<&std::path::Path>) -> Result<Validated, Failure> {

@@ -59,8 +59,13 @@ impl Default for Camera {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Model {
-    /// "tflite" (default) or "litert".
+    /// "auto" (default: LiteRT when its library loads, else tflite),
+    /// "litert" or "tflite".
     pub backend: String,
+    /// The LiteRT library. Default: `$INVIGIL_LITERT_LIB`, then
+    /// "/usr/lib/invigil/libLiteRt.so", then where scripts/fetch-litert puts
+    /// it (`~/.cache/invigil/litert/<arch>/libLiteRt.so`).
+    pub litert_lib: Option<PathBuf>,
     /// Default "models/face_detection_short_range.tflite", then
     /// "/usr/share/invigil/models/face_detection_short_range.tflite".
     pub path: Option<PathBuf>,
@@ -70,7 +75,7 @@ pub struct Model {
 
 impl Default for Model {
     fn default() -> Self {
-        Self { backend: "tflite".into(), path: None, threads: 1 }
+        Self { backend: "auto".into(), path: None, litert_lib: None, threads: 1 }
     }
 }
 
@@ -235,6 +240,9 @@ pub struct Validated {
     pub fps: u32,
     pub model_path: PathBuf,
     pub model_threads: usize,
+    pub model_backend: models::Backend,
+    /// `model.litert_lib`; None: LiteRT's own search (models::LiteRt::load).
+    pub litert_lib: Option<PathBuf>,
     pub score: models::ScoreConfig,
     pub clips_dir: PathBuf,
     pub clip_length_s: u32,
@@ -334,12 +342,7 @@ impl Config {
         {
             return Err(err("camera.mains_hz", format!("{hz} is not a mains frequency; use 50 or 60")));
         }
-        if self.model.backend != "tflite" {
-            return Err(err(
-                "model.backend",
-                format!("{:?} is not available in this build; use \"tflite\"", self.model.backend),
-            ));
-        }
+        let model_backend: models::Backend = self.model.backend.parse().map_err(|m| err("model.backend", m))?;
         if !(1..=8).contains(&self.model.threads) {
             return Err(err("model.threads", format!("{} is out of range; use 1 to 8", self.model.threads)));
         }
@@ -441,6 +444,8 @@ impl Config {
             fps,
             model_path: self.model.path.clone().unwrap_or_else(default_model_path),
             model_threads: self.model.threads,
+            model_backend,
+            litert_lib: self.model.litert_lib.clone(),
             score: models::ScoreConfig {
                 threshold: s.threshold,
                 persistence_ms: s.persistence_ms,

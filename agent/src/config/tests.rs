@@ -87,3 +87,15 @@ fn a_hub_gives_the_ingest_websocket_and_clip_addresses() {
     let plain = Config::parse("[hub]\nurl = \"http://10.0.0.5:8080\"\ntoken_file = \"/t\"\n", "c").unwrap();
     assert_eq!(plain.validate("c").unwrap().hub.unwrap().ws_url(), "ws://10.0.0.5:8080/api/device/ws");
 }
+
+#[test]
+fn the_model_backend_is_auto_unless_chosen() {
+    let v = Config::parse("", "c.toml").unwrap().validate("c.toml").unwrap();
+    assert_eq!((v.model_backend, v.litert_lib), (models::Backend::Auto, None));
+    let text = "[model]\nbackend = \"litert\"\nlitert_lib = \"/opt/lib/libLiteRt.so\"\n";
+    let v = Config::parse(text, "c.toml").unwrap().validate("c.toml").unwrap();
+    assert_eq!(v.model_backend, models::Backend::LiteRt);
+    assert_eq!(v.litert_lib.as_deref(), Some(Path::new("/opt/lib/libLiteRt.so")));
+    let v = Config::parse("[model]\nbackend = \"tflite\"\n", "c.toml").unwrap().validate("c.toml").unwrap();
+    assert_eq!(v.model_backend, models::Backend::Tflite);
+}

@@ -33,34 +33,6 @@ pub(super) async fn handler(State(s): State<Arc<Shared>>, ws: WebSocketUpgrade) 
     })
 }
 
-/// Turns one `/analyze` message into JPEG bytes.
-pub fn message_jpeg(m: &Message) -> Result<Option<Vec<u8>>, String> {
-    use base64::Engine;
-    let text = match m {
-        Message::Binary(b) => return Ok(Some(b.to_vec())),
-        Message::Text(t) => t.as_str().trim(),
-        _ => return Ok(None),
-    };
-    let owned;
-    let url = if text.starts_with('{') {
-        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("bad JSON: {e}"))?;
-        owned = v
-            .get("frame")
-            .or_else(|| v.get("image"))
-            .and_then(|x| x.as_str())
-            .ok_or("JSON message without a \"frame\" or \"image\" string")?
-            .to_string();
-        owned.as_str()
-    } else {
-        text
-    };
-    let b64 = match url.strip_prefix("data:") {
-        Some(rest) => rest.split_once(',').ok_or("data URL without a comma")?.1,
-        None => url,
-    };
-    base64::engine::general_purpose::STANDARD.decode(b64.trim()).map(Some).map_err(|e| format!("invalid base64: {e}"))
-}
-
 /// Decodes a JPEG to packed RGB: (width, height, pixels).
 pub fn decode_jpeg(bytes: &[u8]) -> Result<(usize, usize, Vec<u8>), String> {
     use zune_jpeg::zune_core::bytestream::ZCursor;
@@ -79,9 +51,16 @@ pub fn decode_jpeg(bytes: &[u8]) -> Result<(usize, usize, Vec<u8>), String> {
     Ok((w, h, px))
 }
 
-enum Job {
-    Frame(u64, Vec<u8>),
-    Bad(u64, String),
+/// One `/analyze` frame: its number and the message as received (decoded
+/// on the scoring thread, see [`crate::frame_decode`]).
+struct Job(u64, Message);
+
+/// What one connection's scoring thread keeps from frame to frame.
+struct Scoring {
+    analyzer: Analyzer,
+    /// Base64 output, reused.
+    scratch: Vec<u8>,
+    jpeg: crate::frame_decode::JpegScaler,
 }
 
 fn error_reply(frame: Option<u64>, error: String) -> String {
@@ -89,18 +68,22 @@ fn error_reply(frame: Option<u64>, error: String) -> String {
 }
 
 /// Decodes and scores one frame; the reply to send, in the session's name.
-fn score_one(an: &mut Analyzer, n: u64, jpeg: &[u8], started: Instant, session: Option<&str>) -> String {
+fn score_one(sc: &mut Scoring, n: u64, m: &Message, started: Instant, session: Option<&str>) -> String {
     let err = |e: String| error_reply(Some(n), e);
-    let (w, h, px) = match decode_jpeg(jpeg) {
-        Ok(x) => x,
+    let jpeg = match crate::frame_decode::message_jpeg(m, &mut sc.scratch) {
+        Ok(Some(j)) => j,
+        Ok(None) => return err("not a frame".into()),
         Err(e) => return err(e),
     };
-    let frame = match models::RgbFrame::new(w, h, w * 3, &px) {
+    let scaled = match sc.jpeg.decode(jpeg) {
         Ok(f) => f,
-        Err(e) => return err(e.to_string()),
+        Err(e) => return err(e),
     };
-    match an.analyse(&frame, n, started.elapsed().as_millis() as u64, chrono::Utc::now()) {
+    match sc.analyzer.analyse(&scaled.frame, n, started.elapsed().as_millis() as u64, chrono::Utc::now()) {
         Ok(mut a) => {
+            // The frame was decoded at 1/scale: the box goes back to the JPEG's pixels.
+            let k = scaled.scale as f32;
+            a.face_box = a.face_box.map(|b| b.map(|v| (v * k * 10.0).round() / 10.0));
             a.session_id = session.map(str::to_string);
             serde_json::to_string(&a).expect("JSON of plain data")
         }
@@ -121,7 +104,12 @@ async fn analyze_conn(socket: WebSocket, s: Arc<Shared>) {
         let _ = sink.close().await;
     });
     let factory = s.analyzer.clone();
-    let analyzer = match tokio::task::spawn_blocking(move || factory()).await {
+    let scoring = match tokio::task::spawn_blocking(move || {
+        let jpeg = crate::frame_decode::JpegScaler::new()?;
+        Ok::<_, String>(Scoring { analyzer: factory()?, scratch: Vec::new(), jpeg })
+    })
+    .await
+    {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {
             let _ = out_tx.send(Message::Text(error_reply(None, e).into())).await;
@@ -141,7 +129,7 @@ async fn analyze_conn(socket: WebSocket, s: Arc<Shared>) {
     let worker = {
         let (queue, notify, out_tx) = (queue.clone(), notify.clone(), out_tx.clone());
         tokio::spawn(async move {
-            let mut analyzer = Some(analyzer);
+            let mut scoring = Some(scoring);
             let started = Instant::now();
             loop {
                 let job = {
@@ -152,27 +140,21 @@ async fn analyze_conn(socket: WebSocket, s: Arc<Shared>) {
                         None => None,
                     }
                 };
-                let Some(job) = job else {
+                let Some(Job(n, m)) = job else {
                     notify.notified().await;
                     continue;
                 };
-                let reply = match job {
-                    Job::Bad(n, e) => error_reply(Some(n), e),
-                    Job::Frame(n, bytes) => {
-                        let mut an = analyzer.take().expect("analyzer");
-                        let session = session.clone();
-                        let Ok((an, r)) = tokio::task::spawn_blocking(move || {
-                            let r = score_one(&mut an, n, &bytes, started, session.as_deref());
-                            (an, r)
-                        })
-                        .await
-                        else {
-                            return;
-                        };
-                        analyzer = Some(an);
-                        r
-                    }
+                let mut sc = scoring.take().expect("scoring state");
+                let session = session.clone();
+                let Ok((sc, reply)) = tokio::task::spawn_blocking(move || {
+                    let r = score_one(&mut sc, n, &m, started, session.as_deref());
+                    (sc, r)
+                })
+                .await
+                else {
+                    return;
                 };
+                scoring = Some(sc);
                 if out_tx.send(Message::Text(reply.into())).await.is_err() {
                     return;
                 }
@@ -196,23 +178,16 @@ async fn analyze_conn(socket: WebSocket, s: Arc<Shared>) {
         if matches!(m, Message::Close(_)) {
             break;
         }
-        let job = match message_jpeg(&m) {
-            Ok(None) => continue,
-            Ok(Some(b)) => Job::Frame(next, b),
-            Err(e) => Job::Bad(next, e),
-        };
+        if !matches!(m, Message::Binary(_) | Message::Text(_)) {
+            continue;
+        }
+        let job = Job(next, m);
         s.health.analyze_frames.fetch_add(1, Ordering::Relaxed);
         next += 1;
         let dropped = {
             let mut q = queue.lock().unwrap();
             q.0.push_back(job);
-            if q.0.len() > cap {
-                q.0.pop_front().map(|j| match j {
-                    Job::Frame(n, _) | Job::Bad(n, _) => n,
-                })
-            } else {
-                None
-            }
+            if q.0.len() > cap { q.0.pop_front().map(|Job(n, _)| n) } else { None }
         };
         notify.notify_one();
         if let Some(n) = dropped {

@@ -30,8 +30,8 @@ pub struct Health {
     /// Detection and scoring time per camera frame (ms).
     pub inference_ms: Histogram,
     pub encoder: Mutex<Option<String>>,
-    /// The model's runtime ("tflite", "litert").
-    pub model_backend: Mutex<Option<String>>,
+    /// The runtime the model runs on (set by the run loop).
+    pub model_backend: Mutex<Option<models::BackendChoice>>,
     /// Incidents left without a clip because the session's clip cap was reached.
     pub clips_refused: AtomicU64,
     /// Clips the current session may still record (gauge).
@@ -163,8 +163,12 @@ pub(super) async fn handler(State(s): State<Arc<Shared>>) -> Response {
     let h = &s.health;
     let (cs, cr) = h.camera();
     let camera = part(cs, cr);
-    let backend = h.model_backend.lock().unwrap().clone();
-    let model = json!({ "state": Ok, "reason": null, "backend": backend });
+    let mut model = part(Ok, None);
+    if let Some(b) = h.model_backend.lock().unwrap().as_ref() {
+        model["backend"] = json!(b.backend);
+        model["library"] = json!(b.library);
+        model["reason"] = json!(b.fallback.as_ref().map(|why| format!("LiteRT not used: {why}")));
+    }
     let (ss, sr) = spool_state(&s);
     let spool = part(ss, sr);
     let (ys, yr) = sync_state(&s);

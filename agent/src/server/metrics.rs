@@ -91,9 +91,10 @@ impl Collector for AgentCollector {
         let enc = h.encoder.lock().unwrap().clone().unwrap_or_else(|| "none".into());
         let info = Info::new(vec![("encoder".to_string(), enc)]);
         info.encode(e.encode_descriptor("invigil_encoder", "The H.264 encoder in use", None, info.metric_type())?)?;
-        if let Some(b) = h.model_backend.lock().unwrap().clone() {
-            let info = Info::new(vec![("backend".to_string(), b)]);
-            let d = e.encode_descriptor("invigil_model", "The model's runtime", None, info.metric_type())?;
+        if let Some(b) = h.model_backend.lock().unwrap().as_ref() {
+            let info = Info::new(vec![("backend".to_string(), b.backend.to_string())]);
+            let help = "The runtime the face model runs on";
+            let d = e.encode_descriptor("invigil_model_backend", help, None, info.metric_type())?;
             info.encode(d)?;
         }
         Ok(())

@@ -78,7 +78,6 @@ impl<'a> Desk<'a> {
         service: &'a mut Service,
         clock: SharedClock,
     ) -> Self {
-        *shared.health.model_backend.lock().unwrap() = Some(analyzer.backend().to_string());
         let started = clock.instant();
         Desk {
             cfg,

@@ -37,7 +37,13 @@ const SYNC_GRACE: Duration = Duration::from_secs(3);
 
 pub fn run(config: Option<&Path>) -> Result<(), Failure> {
     let cfg = super::load_config(config)?;
-    let analyzer = super::analyzer(&cfg)?;
+    let (analyzer, backend) = super::analyzer_and_backend(&cfg)?;
+    match &backend.fallback {
+        Some(why) => tracing::warn!(backend = backend.backend, reason = %why, "model on tflite: LiteRT not used"),
+        None => tracing::info!(backend = %backend, "model loaded"),
+    }
+    // /analyze connections load the model on the same backend and library.
+    let cfg = super::pin_backend(&cfg, &backend);
     cfg.source.precheck().map_err(Failure::runtime)?;
     let plan = Plan::build(&cfg)?;
     let clock = crate::clock::system();
@@ -58,6 +64,7 @@ pub fn run(config: Option<&Path>) -> Result<(), Failure> {
     let shutdown = Shutdown::new();
     spawn_signal_handler(shutdown.clone())?;
     let shared = server_state(&cfg, plan.server_token, &writer, sync.as_ref(), &upload);
+    *shared.health.model_backend.lock().unwrap() = Some(backend);
     // The server binds in its own thread, retrying while the address is
     // taken: scoring and the spool (always_on) do not wait for it.
     let server_thread = match crate::server::spawn(cfg.listen, shared.clone(), shutdown.child()) {

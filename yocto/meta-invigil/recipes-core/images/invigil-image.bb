@@ -13,6 +13,7 @@ IMAGE_INSTALL = "\
     invigil \
     invigil-config \
     invigil-models \
+    litert \
     packagegroup-core-boot \
     ${CORE_IMAGE_EXTRA_INSTALL} \
     ${INVIGIL_BOARD_PACKAGES} \

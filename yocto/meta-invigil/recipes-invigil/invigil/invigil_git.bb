@@ -16,14 +16,18 @@ CVE_PRODUCT = "invigil"
 
 # gstreamer-sys through pkg-config; clang-native (meta-clang) gives bindgen
 # the libclang the tflite crate needs; TensorFlow Lite itself is vendored by
-# the tflite crate and built with make.
+# the tflite crate and built with make. libjpeg-turbo (for /analyze) is
+# vendored by the turbojpeg-sys crate and built with cmake (NEON on
+# aarch64; nasm for the x86-64 SIMD code).
 DEPENDS += "\
     clang-native \
+    cmake-native \
     glib-2.0 \
     gstreamer1.0 \
     gstreamer1.0-plugins-base \
     make-native \
 "
+DEPENDS:append:x86-64 = " nasm-native"
 
 # Where the source comes from. The defaults are placeholders for the
 # project's public repository, release branch and release commit; the kas
@@ -99,4 +103,7 @@ RDEPENDS:${PN} += "\
     gstreamer1.0-plugins-good-video4linux2 \
     invigil-models \
 "
+# LiteRT (/usr/lib/invigil/libLiteRt.so): model.backend = "auto" uses it
+# when present and TensorFlow Lite (built in) otherwise.
 RRECOMMENDS:${PN} += "invigil-config"
+RRECOMMENDS:${PN}:append:aarch64 = " litert"
