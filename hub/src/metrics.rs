@@ -50,9 +50,7 @@ impl Metrics {
             batches: Family::default(),
             scores_stored: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
-            clock_skew_seconds: Histogram::new(
-                [0.1, 1.0, 2.0, 10.0, 60.0, 600.0, 3600.0, 86400.0, 864000.0].into_iter(),
-            ),
+            clock_skew_seconds: Histogram::new([0.1, 1.0, 2.0, 10.0, 60.0, 600.0, 3600.0, 86400.0, 864000.0]),
             desks_connected: Gauge::default(),
             session_pushes: Counter::default(),
             clips: Family::default(),

@@ -8,6 +8,11 @@ mod support;
 
 use support::{TestHub, batch, body, now_ms};
 
+/// A bad request: what it is, token, body, extra headers, the status and
+/// words the error must contain.
+type Case<'a> = (&'a str, String, Vec<u8>, Headers<'a>, u16, &'a str);
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
 /// A digest of everything ingest writes, to prove a refused request changed nothing.
 async fn fingerprint(h: &TestHub) -> String {
     let c = h.db().await;
@@ -73,7 +78,7 @@ async fn bad_input_is_refused_with_a_clear_error_and_changes_nothing() {
     let next = batch("desk-1", "desk-1-next", None, 30, 30, now_ms());
     let json = serde_json::to_vec(&next).unwrap();
     // (what, token, body, extra headers, status, words the error must contain)
-    let mut cases: Vec<(&str, String, Vec<u8>, Vec<(&str, &str)>, u16, &str)> = vec![
+    let mut cases: Vec<Case> = vec![
         ("a wrong token", "not-a-token".into(), body(&next), vec![], 401, "unknown or revoked device token"),
         (
             "another desk's device_id",

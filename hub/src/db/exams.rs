@@ -329,6 +329,9 @@ pub struct ClipShow {
     pub parts: i64,
 }
 
+/// Scores of a desk: how many, first and last (placed) timestamps.
+type ScoreSpan = (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// An exam with its desks, score counts and incidents.
 pub async fn show(c: &impl GenericClient, exam: i64) -> Result<Option<ExamShow>, tokio_postgres::Error> {
     let Some(e) = c
@@ -352,7 +355,7 @@ pub async fn show(c: &impl GenericClient, exam: i64) -> Result<Option<ExamShow>,
         )
         .await?;
     let sessions: Vec<String> = desks.iter().filter_map(|r| r.get::<_, Option<String>>(3)).collect();
-    let counts: HashMap<i64, (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = c
+    let counts: HashMap<i64, ScoreSpan> = c
         .query(
             "SELECT desk_id, sum(n_scores)::bigint,
                     min(first_ts + offset_ms * interval '1 millisecond'),
