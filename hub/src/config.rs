@@ -301,12 +301,13 @@ fn read_secret(p: &Path) -> Result<String, String> {
     Ok(t.to_string())
 }
 
+/// The host name (through uname, so it works under `ProcSubset=pid`).
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "hub".into())
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let name = if ok { buf.split(|b| *b == 0).next().map(|b| String::from_utf8_lossy(b).to_string()) } else { None };
+    name.filter(|s| proto::check_id("host", s, 56).is_ok()).unwrap_or_else(|| "hub".into())
 }
 
 #[cfg(test)]
