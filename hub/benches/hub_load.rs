@@ -118,7 +118,15 @@ fn recording(path: &PathBuf) -> Vec<Frame> {
 /// The bodies desk `d` sends: (batch id, gzip'd JSON, scores). Incidents
 /// follow the agent's rule (under 50 for 1.5 s opens one, 50 or more closes
 /// it) and ride in the batch where they open and where they close.
-fn bodies(d: usize, device: &str, rec: &[Frame], batches: u64, per_batch: u64, rate: u64, t0_ms: i64) -> Vec<(String, Vec<u8>, u64)> {
+fn bodies(
+    d: usize,
+    device: &str,
+    rec: &[Frame],
+    batches: u64,
+    per_batch: u64,
+    rate: u64,
+    t0_ms: i64,
+) -> Vec<(String, Vec<u8>, u64)> {
     let session = format!("bench-{device}");
     let student = format!("s-{d:05}");
     let offset = (d * 37) % rec.len();
@@ -136,7 +144,14 @@ fn bodies(d: usize, device: &str, rec: &[Frame], batches: u64, per_batch: u64, r
                         low_run += 1;
                         if low_run == persist && open.is_none() {
                             n_inc += 1;
-                            let inc = Incident::new(format!("{device}-{t0_ms}-i{n_inc}"), ts, None, src.score.focus_score, src.score.reasons.clone(), vec![]);
+                            let inc = Incident::new(
+                                format!("{device}-{t0_ms}-i{n_inc}"),
+                                ts,
+                                None,
+                                src.score.focus_score,
+                                src.score.reasons.clone(),
+                                vec![],
+                            );
                             incidents.push(inc.clone());
                             open = Some(inc);
                         }
@@ -162,7 +177,8 @@ fn bodies(d: usize, device: &str, rec: &[Frame], batches: u64, per_batch: u64, r
                 incidents,
             };
             let json = serde_json::to_vec(&b).unwrap();
-            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 4), flate2::Compression::best());
+            let mut enc =
+                flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 4), flate2::Compression::best());
             enc.write_all(&json).unwrap();
             (b.batch_id, enc.finish().unwrap(), per_batch)
         })
@@ -206,7 +222,10 @@ fn own_cpu_s() -> f64 {
 
 fn peak_rss_mb(pid: u32) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok()).unwrap_or(0.0)
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
         / 1024.0
 }
 
@@ -281,7 +300,8 @@ fn main() {
                 let n_desks = a.desks as u32;
                 tokio::spawn(async move {
                     // Each box has its own connection (keep-alive), as a real one.
-                    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).http1_only().build().unwrap();
+                    let client =
+                        reqwest::Client::builder().timeout(Duration::from_secs(30)).http1_only().build().unwrap();
                     let mut lat = vec![];
                     let (mut sent_batches, mut sent_scores) = (0u64, 0u64);
                     let stagger = interval * d as u32 / n_desks;
@@ -312,7 +332,11 @@ fn main() {
                                     .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
                                     .map(Duration::from_secs)
                                     .unwrap_or(Duration::from_millis(500)),
-                                Ok(r) => panic!("batch {batch_id} refused: {} {}", r.status(), r.text().await.unwrap_or_default()),
+                                Ok(r) => panic!(
+                                    "batch {batch_id} refused: {} {}",
+                                    r.status(),
+                                    r.text().await.unwrap_or_default()
+                                ),
                                 Err(_) => Duration::from_millis(500),
                             };
                             retries.fetch_add(1, Ordering::Relaxed);

@@ -8,6 +8,7 @@
 //! [database]
 //! url = "postgres://invigil@127.0.0.1:5432/invigil"   # or url_file = "/etc/invigil-hub/database.url"
 //! pool_size = 16                 # connections per hub process
+//! ca_file = "/etc/invigil-hub/db-ca.pem"   # extra CA for ?sslmode=require (a managed service's bundle)
 //! [server]
 //! listen = "127.0.0.1:8080"
 //! hub_id = "hub-a"               # default: host name and port; shown per desk in the rooms API
@@ -60,11 +61,13 @@ pub struct Database {
     pub url_file: Option<PathBuf>,
     /// Connections per hub process. Default 16.
     pub pool_size: usize,
+    /// PEM certificates trusted besides the system's, for TLS.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for Database {
     fn default() -> Self {
-        Database { url: None, url_file: None, pool_size: 16 }
+        Database { url: None, url_file: None, pool_size: 16, ca_file: None }
     }
 }
 
@@ -151,6 +154,7 @@ pub struct ConfigError {
 pub struct Validated {
     pub database_url: String,
     pub pool_size: usize,
+    pub ca_file: Option<PathBuf>,
     pub listen: SocketAddr,
     pub hub_id: String,
     pub secure_cookies: bool,
@@ -260,9 +264,18 @@ impl Config {
             "json" => true,
             other => return Err(err("log.format", format!("{other:?} is not a format; use \"text\" or \"json\""))),
         };
+        if let Some(p) = &self.database.ca_file
+            && !p.is_file()
+        {
+            return Err(err(
+                "database.ca_file",
+                format!("{} is not a file; e.g. \"/etc/invigil-hub/db-ca.pem\"", p.display()),
+            ));
+        }
         Ok(Validated {
             database_url,
             pool_size: self.database.pool_size,
+            ca_file: self.database.ca_file.clone(),
             listen,
             hub_id,
             secure_cookies: self.server.secure_cookies,

@@ -37,7 +37,7 @@ pub struct Running {
 
 /// Connects, migrates and serves `cfg`.
 pub async fn start(cfg: Validated) -> anyhow::Result<Running> {
-    let db = Db::connect(&cfg.database_url, cfg.pool_size).await?;
+    let db = Db::connect_tls(&cfg.database_url, cfg.pool_size, cfg.ca_file.as_deref()).await?;
     let mut mc = db.dedicated().await?;
     let m = crate::db::migrate::migrate(&mut mc).await?;
     drop(mc);

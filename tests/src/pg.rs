@@ -112,16 +112,108 @@ fn sweep(tmp: &Path) {
 }
 
 fn start_private() -> String {
+    start_cluster(&[], |_| {}).0
+}
+
+/// A private cluster that also speaks TLS, with a certificate for
+/// `localhost` and 127.0.0.1 signed by a CA of its own (made with
+/// `openssl`): its URL (no database) and the CA's PEM file. Not shared:
+/// a cluster of its own for the test that asks.
+pub fn start_tls_cluster() -> (String, PathBuf) {
+    let mut ca = PathBuf::new();
+    let (url, _) = start_cluster(
+        &["-c", "ssl=on", "-c", "ssl_cert_file=../server.crt", "-c", "ssl_key_file=../server.key"],
+        |root| {
+            // A CA, and a server certificate it signed (webpki refuses a
+            // self-signed CA certificate as a server's).
+            let openssl = |args: &[&str]| {
+                let st = Command::new("openssl")
+                    .args(args)
+                    .current_dir(root)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .expect("running openssl (apt-get install openssl)");
+                assert!(st.success(), "openssl {args:?}");
+            };
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=invigil-test-ca",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ]);
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ]);
+            std::fs::write(
+            root.join("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                "server.crt",
+                "-extfile",
+                "ext.cnf",
+            ]);
+            ca = root.join("ca.pem");
+        },
+    );
+    (url, ca)
+}
+
+/// Starts a cluster with `extra` server options; `prepare` may add files
+/// to its root folder (owned by the server's user afterwards). Its URL
+/// (no database) and the root folder.
+fn start_cluster(extra: &[&str], prepare: impl FnOnce(&Path)) -> (String, PathBuf) {
     let bin = bin_dir();
     let tmp = std::env::temp_dir();
     sweep(&tmp);
     let root = tmp.join(format!("invigil-test-pg-{}-{}", std::process::id(), fastrand::u32(..)));
     let (data, sock) = (root.join("data"), root.join("sock"));
     std::fs::create_dir_all(&sock).unwrap();
+    prepare(&root);
+    let key = root.join("server.key");
+    if key.exists() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let owner = run_as();
     if let Some((uid, gid)) = owner {
         // SAFETY: chown on paths we just created.
-        for p in [&root, &sock] {
+        for p in [&root, &sock, &root.join("server.key"), &root.join("server.crt")] {
+            if !p.exists() {
+                continue;
+            }
             let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
             assert_eq!(unsafe { libc::chown(c.as_ptr(), uid, gid) }, 0, "chown {}", p.display());
         }
@@ -138,6 +230,7 @@ fn start_private() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (tx, rx) = std::sync::mpsc::channel();
     let (bin2, data2, sock2) = (bin.clone(), data.clone(), sock.clone());
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     // The server dies with the thread that started it (PDEATHSIG), so that
     // thread lives as long as the process.
     std::thread::spawn(move || {
@@ -145,7 +238,7 @@ fn start_private() -> String {
         cmd.arg("-D").arg(&data2).args(["-c", "listen_addresses=127.0.0.1", "-p", &port.to_string(), "-k"]).arg(&sock2);
         // Tests need no durability against power loss; they do need many
         // connections (hubs in parallel).
-        cmd.args(["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300"]);
+        cmd.args(["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300"]).args(&extra);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         if let Some((uid, gid)) = owner {
             cmd.uid(uid).gid(gid);
@@ -175,7 +268,7 @@ fn start_private() -> String {
         if TcpStream::connect(("127.0.0.1", port)).is_ok()
             && postgres::Client::connect(&format!("{url}/postgres"), postgres::NoTls).is_ok()
         {
-            return url;
+            return (url, root);
         }
         assert!(
             Instant::now() < deadline,

@@ -5,7 +5,7 @@ use crate::config::Validated;
 use crate::db::Db;
 
 pub async fn run(cfg: Validated) -> i32 {
-    let db = match Db::connect(&cfg.database_url, 1).await {
+    let db = match Db::connect_tls(&cfg.database_url, 1, cfg.ca_file.as_deref()).await {
         Ok(db) => db,
         Err(e) => return super::fail(&format!("{e:#}")),
     };

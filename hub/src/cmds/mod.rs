@@ -101,7 +101,8 @@ fn init_logs(cfg: &Validated, server: bool) {
 /// A 2-connection pool on the configured database with the schema up to
 /// date; or the exit code after printing why not.
 pub async fn connect(cfg: &Validated) -> Result<Db, i32> {
-    let db = Db::connect(&cfg.database_url, 2).await.map_err(|e| fail(&format!("{e:#}")))?;
+    let db =
+        Db::connect_tls(&cfg.database_url, 2, cfg.ca_file.as_deref()).await.map_err(|e| fail(&format!("{e:#}")))?;
     let mut c = db.dedicated().await.map_err(|e| fail(&format!("database: {e}")))?;
     crate::db::migrate::migrate(&mut c).await.map_err(|e| fail(&e.to_string()))?;
     Ok(db)

@@ -7,6 +7,12 @@
 //! per hub process; waiting for one is bounded (5 s), after which the caller
 //! answers 503 and the box retries. Each pooled connection has a statement
 //! timeout of 30 s, so no request can hold a connection for ever.
+//!
+//! TLS: with `sslmode=require` (or `prefer`) in the URL, connections use
+//! rustls and verify the server's certificate and name against the
+//! system's roots plus `database.ca_file` (a managed service's CA bundle).
+//! Without `sslmode` in the URL, no TLS is tried (a local PostgreSQL's
+//! self-signed certificate would otherwise fail verification).
 
 pub mod audit;
 pub mod clips;
@@ -19,8 +25,12 @@ pub mod users;
 
 use std::time::Duration;
 
+use std::path::Path;
+use std::sync::Arc;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use deadpool_postgres::Object as Client;
 pub use deadpool_postgres::PoolError;
@@ -30,17 +40,54 @@ pub use deadpool_postgres::PoolError;
 pub struct Db {
     pub pool: Pool,
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+}
+
+/// The TLS connector: the system's roots, plus `ca_file` (PEM) if given.
+pub fn tls(ca_file: Option<&Path>) -> anyhow::Result<MakeRustlsConnect> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(c);
+    }
+    if let Some(p) = ca_file {
+        let certs = CertificateDer::pem_file_iter(p)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| anyhow::anyhow!("database.ca_file: {}: {e}", p.display()))?;
+        if certs.is_empty() {
+            anyhow::bail!("database.ca_file: {} holds no PEM certificate", p.display());
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| anyhow::anyhow!("database.ca_file: {}: {e}", p.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(cfg))
 }
 
 impl Db {
     /// A pool on `url` of at most `size` connections; checks one connection.
     pub async fn connect(url: &str, size: usize) -> anyhow::Result<Db> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e| anyhow::anyhow!("database.url: {e}"))?;
+        Self::connect_tls(url, size, None).await
+    }
+
+    /// As [`Db::connect`], with `ca_file` added to the trusted roots.
+    pub async fn connect_tls(url: &str, size: usize, ca_file: Option<&Path>) -> anyhow::Result<Db> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| anyhow::anyhow!("database.url: {e}"))?;
+        if !url.contains("sslmode=") {
+            config.ssl_mode(SslMode::Disable);
+        }
+        let tls = tls(ca_file)?;
         let mut pooled = config.clone();
         pooled.options("-c statement_timeout=30000");
         pooled.connect_timeout(Duration::from_secs(5));
         pooled.application_name("invigil-hub");
-        let mgr = Manager::from_config(pooled, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let mgr = Manager::from_config(pooled, tls.clone(), ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(mgr)
             .max_size(size)
             .runtime(Runtime::Tokio1)
@@ -48,7 +95,7 @@ impl Db {
             .create_timeout(Some(Duration::from_secs(5)))
             .recycle_timeout(Some(Duration::from_secs(5)))
             .build()?;
-        let db = Db { pool, config };
+        let db = Db { pool, config, tls };
         let _ = db.get().await.map_err(|e| anyhow::anyhow!("database: {}", describe(&e)))?;
         Ok(db)
     }
@@ -65,7 +112,7 @@ impl Db {
         let mut c = self.config.clone();
         c.connect_timeout(Duration::from_secs(5));
         c.application_name("invigil-hub");
-        let (client, conn) = c.connect(NoTls).await?;
+        let (client, conn) = c.connect(self.tls.clone()).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "database: a dedicated connection ended");
@@ -83,7 +130,7 @@ impl Db {
         c.connect_timeout(Duration::from_secs(5));
         c.application_name("invigil-hub-listen");
         c.keepalives_idle(Duration::from_secs(10));
-        let (client, mut conn) = c.connect(NoTls).await?;
+        let (client, mut conn) = c.connect(self.tls.clone()).await?;
         let task = tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
             use futures_util::StreamExt;
@@ -110,9 +157,24 @@ impl Db {
 pub fn describe(e: &PoolError) -> String {
     match e {
         PoolError::Timeout(_) => "no database connection free within 5 s".into(),
-        PoolError::Backend(e) => e.to_string(),
+        PoolError::Backend(e) => chain(e),
         other => other.to_string(),
     }
+}
+
+/// An error and its sources, `: `-separated (a TLS failure says why).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        src = s.source();
+    }
+    out
 }
 
 /// True when `e` is a unique-constraint violation.
