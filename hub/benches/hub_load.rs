@@ -229,6 +229,23 @@ fn peak_rss_mb(pid: u32) -> f64 {
         / 1024.0
 }
 
+/// The upper bound of the histogram bucket holding quantile `q` (seconds),
+/// from Prometheus text.
+fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last()?.1;
+    buckets.iter().find(|(_, c)| *c >= total * q).map(|(le, _)| *le)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -379,6 +396,14 @@ fn main() {
             .unwrap();
         (r.get(0), r.get(1))
     });
+    // Where the time goes on the hub's side, from its own histograms.
+    let metrics = rt.block_on(async {
+        let r = reqwest::get(format!("{}/metrics", a.url.trim_end_matches('/'))).await.ok()?;
+        r.text().await.ok()
+    });
+    let hub_q = |name: &str, q: f64| {
+        metrics.as_deref().and_then(|m| histogram_quantile(m, name, q)).map(|s| (s * 1000.0 * 10.0).round() / 10.0)
+    };
     let out = serde_json::json!({
         "desks": a.desks,
         "seconds": a.seconds,
@@ -397,6 +422,10 @@ fn main() {
         "hub_peak_rss_mb": a.hub_pid.map(|p| peak_rss_mb(p).round()),
         "pg_cpu_pct": pg_cpu.map(|c| (c / elapsed * 1000.0).round() / 10.0),
         "loadgen_cpu_pct": (own_cpu / elapsed * 1000.0).round() / 10.0,
+        "hub_batch_p99_ms_le": hub_q("invigil_hub_batch_seconds", 0.99),
+        "hub_db_wait_p99_ms_le": hub_q("invigil_hub_db_wait_seconds", 0.99),
+        "hub_store_p50_ms_le": hub_q("invigil_hub_batch_store_seconds", 0.50),
+        "hub_store_p99_ms_le": hub_q("invigil_hub_batch_store_seconds", 0.99),
     });
     println!("{out}");
 }

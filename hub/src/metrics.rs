@@ -23,6 +23,10 @@ pub struct Metrics {
     pub scores_stored: Counter,
     /// From the first byte of a batch to its acknowledgement.
     pub batch_seconds: Histogram,
+    /// Waiting for a pooled database connection (ingest).
+    pub db_wait_seconds: Histogram,
+    /// The ingest statement: insert and commit.
+    pub batch_store_seconds: Histogram,
     /// |hub - box| clock difference per stored batch.
     pub clock_skew_seconds: Histogram,
     pub desks_connected: Gauge,
@@ -50,6 +54,8 @@ impl Metrics {
             batches: Family::default(),
             scores_stored: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            db_wait_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            batch_store_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 15)),
             clock_skew_seconds: Histogram::new([0.1, 1.0, 2.0, 10.0, 60.0, 600.0, 3600.0, 86400.0, 864000.0]),
             desks_connected: Gauge::default(),
             session_pushes: Counter::default(),
@@ -66,6 +72,12 @@ impl Metrics {
         r.register("batches", "Score batches by outcome", m.batches.clone());
         r.register("scores_stored", "Scores stored (replays not counted)", m.scores_stored.clone());
         r.register("batch_seconds", "Time from a batch's arrival to its acknowledgement", m.batch_seconds.clone());
+        r.register("db_wait_seconds", "Ingest: waiting for a database connection", m.db_wait_seconds.clone());
+        r.register(
+            "batch_store_seconds",
+            "Ingest: the statement storing a batch, commit included",
+            m.batch_store_seconds.clone(),
+        );
         r.register("clock_skew_seconds", "Clock difference |hub - box| per stored batch", m.clock_skew_seconds.clone());
         r.register("desks_connected", "Desks connected to this hub by WebSocket", m.desks_connected.clone());
         r.register("session_pushes", "Session messages sent to desks", m.session_pushes.clone());

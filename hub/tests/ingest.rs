@@ -220,7 +220,14 @@ async fn boxes_with_wrong_clocks_are_accepted_and_placed_by_the_hub_clock() {
     let future = batch("desk-pi", "b-2099", None, 30, 30, t2099);
     let (st, ack) = h.post_batch(&tok, "b-2099", body(&future), &[]).await;
     assert_eq!(st, 200, "{ack}");
+    // A Pi that booted without a clock (1970) and says nothing more: kept,
+    // its skew reported.
+    let epoch = batch("desk-pi", "b-1970", None, 60, 30, 5_000);
+    let (st, ack) = h.post_batch(&tok, "b-1970", body(&epoch), &[]).await;
+    assert_eq!(st, 200, "{ack}");
     let c = h.db().await;
+    let skew: i64 = c.query_one("SELECT skew_ms FROM batches WHERE batch_key = 'b-1970'", &[]).await.unwrap().get(0);
+    assert!(skew > day * 365 * 50, "skew {skew} ms reported");
     let rows = c
         .query(
             "SELECT b.batch_key, b.skew_ms, b.skew_source, b.offset_ms,
@@ -248,6 +255,7 @@ async fn boxes_with_wrong_clocks_are_accepted_and_placed_by_the_hub_clock() {
     // The skew is reported in the metrics.
     let m = h.http.get(h.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(m.contains("invigil_hub_clock_skew_seconds_bucket{le=\"864000.0\"} 1"), "{m}");
+    assert!(m.contains("invigil_hub_clock_skew_seconds_count 3"), "{m}");
     drop(c);
     h.stop().await;
 }

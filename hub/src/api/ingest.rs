@@ -99,6 +99,7 @@ async fn handle(
         };
     let batch: Batch = parse(&json)?;
     batch.validate().map_err(|e| ApiError::bad(format!("body: {e}")))?;
+    storable(&batch).map_err(|e| ApiError::bad(format!("body: {e}")))?;
     if batch.device_id != desk.device_id {
         return Err(ApiError::forbidden(format!(
             "body: device_id {:?} is not this token's desk ({:?})",
@@ -126,8 +127,13 @@ async fn handle(
         });
     let rx =
         Received { at, sent_at, live_skew_ms: app.live.skew(desk.id), body_sha256: Sha256::digest(&json).to_vec() };
+    let t_wait = Instant::now();
     let c = app.db.get().await?;
-    let stored = match crate::db::ingest::store(&c, &desk, &batch, &rx, &app.cfg.hub_id).await {
+    app.metrics.db_wait_seconds.observe(t_wait.elapsed().as_secs_f64());
+    let t_store = Instant::now();
+    let r = crate::db::ingest::store(&c, &desk, &batch, &rx, &app.cfg.hub_id).await;
+    app.metrics.batch_store_seconds.observe(t_store.elapsed().as_secs_f64());
+    let stored = match r {
         Ok(s) => s,
         Err(StoreError::Conflict(m)) => {
             return Err(ApiError::new(
@@ -205,6 +211,25 @@ fn gunzip(data: &[u8], cap: usize) -> Result<Vec<u8>, ApiError> {
     Ok(out)
 }
 
+/// What `Batch::validate` does not check but PostgreSQL would refuse (a
+/// refusal there would be a 503 and a box retrying for ever): control
+/// characters in clip keys and URLs (jsonb has no `\u0000`). Timestamps
+/// need no check: every RFC 3339 time (years 0000-9999) fits a
+/// `timestamptz`, and a box with a wrong clock is not refused.
+pub fn storable(b: &Batch) -> Result<(), proto::Invalid> {
+    for (i, inc) in b.incidents.iter().enumerate() {
+        for (j, c) in inc.clip.iter().chain(&inc.clips).enumerate() {
+            if c.key.chars().chain(c.url.chars()).any(char::is_control) {
+                return Err(proto::Invalid {
+                    field: format!("incidents[{i}].clips[{j}]"),
+                    message: "key or url holds a control character".into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The batch, or a 400 naming the JSON path at fault.
 fn parse(json: &[u8]) -> Result<Batch, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(json);
@@ -226,6 +251,22 @@ mod tests {
         assert!(e.message.starts_with("body: scores[0].frame: "), "{}", e.message);
         let e = parse(b"{not json").unwrap_err();
         assert!(e.message.starts_with("body: "), "{}", e.message);
+    }
+
+    #[test]
+    fn what_postgresql_would_refuse_is_a_400_naming_the_field() {
+        let t = |s: &str| proto::Timestamp::parse(s).unwrap();
+        let mut b = Batch {
+            session_id: None,
+            student_id: None,
+            device_id: "d".into(),
+            batch_id: "b".into(),
+            scores: vec![],
+            incidents: vec![proto::Incident::new("i".into(), t("1970-01-01T00:00:05Z"), None, 0, vec![], vec![])],
+        };
+        assert!(storable(&b).is_ok(), "a Pi that booted without a clock");
+        b.incidents[0].clips.push(proto::Clip { key: "a\u{0}b".into(), url: "u".into(), bytes: 1 });
+        assert_eq!(storable(&b).unwrap_err().field, "incidents[0].clips[0]");
     }
 
     #[test]
