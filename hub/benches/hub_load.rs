@@ -211,6 +211,17 @@ fn pg_cpu_s(postmaster: u32) -> f64 {
     total
 }
 
+/// CPU seconds the whole machine spent busy (all cores), from /proc/stat.
+fn machine_busy_s() -> f64 {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = s.lines().next().and_then(|l| l.strip_prefix("cpu ")) else { return 0.0 };
+    let v: Vec<f64> = cpu.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+    let busy: f64 = v.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, x)| x).sum();
+    // SAFETY: sysconf has no preconditions.
+    busy / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
 /// This process's CPU time so far, in seconds.
 fn own_cpu_s() -> f64 {
     // SAFETY: getrusage fills the struct it is given.
@@ -304,6 +315,7 @@ fn main() {
     let retries = Arc::new(AtomicU64::new(0));
     let (hub_cpu0, pg_cpu0) = (a.hub_pid.map(|p| cpu_s(p, false)), a.pg_pid.map(pg_cpu_s));
     let own_cpu0 = own_cpu_s();
+    let machine0 = machine_busy_s();
     let start = Instant::now();
     let interval = Duration::from_secs(a.interval_s);
     let window = Duration::from_secs(a.seconds);
@@ -377,6 +389,9 @@ fn main() {
     let hub_cpu = a.hub_pid.map(|p| cpu_s(p, false) - hub_cpu0.unwrap());
     let pg_cpu = a.pg_pid.map(|p| pg_cpu_s(p) - pg_cpu0.unwrap());
     let own_cpu = own_cpu_s() - own_cpu0;
+    let machine = machine_busy_s() - machine0;
+    // What other processes (other people's builds on a shared machine) took.
+    let others = machine - own_cpu - hub_cpu.unwrap_or(0.0) - pg_cpu.unwrap_or(0.0);
     let mut lat: Vec<f64> = results.iter().flat_map(|r| r.0.iter().copied()).collect();
     lat.sort_by(|x, y| x.partial_cmp(y).unwrap());
     let batches_sent: u64 = results.iter().map(|r| r.1).sum();
@@ -422,6 +437,7 @@ fn main() {
         "hub_peak_rss_mb": a.hub_pid.map(|p| peak_rss_mb(p).round()),
         "pg_cpu_pct": pg_cpu.map(|c| (c / elapsed * 1000.0).round() / 10.0),
         "loadgen_cpu_pct": (own_cpu / elapsed * 1000.0).round() / 10.0,
+        "other_processes_cpu_pct": (others / elapsed * 1000.0).round() / 10.0,
         "hub_batch_p99_ms_le": hub_q("invigil_hub_batch_seconds", 0.99),
         "hub_db_wait_p99_ms_le": hub_q("invigil_hub_db_wait_seconds", 0.99),
         "hub_store_p50_ms_le": hub_q("invigil_hub_batch_store_seconds", 0.50),

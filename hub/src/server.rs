@@ -2,8 +2,9 @@
 //! [`Running::stop`]; tests run the same in-process.
 //!
 //! Start, in order: connect to PostgreSQL, migrate (under the advisory
-//! lock), open the clip store, bind the listen address, then serve and
-//! start the background loops (LISTEN, reconcile, scheduler, live flush).
+//! lock), open the pool's connections with the ingest statement prepared,
+//! open the clip store, bind the listen address, then serve and start the
+//! background loops (LISTEN, reconcile, scheduler, live flush).
 //!
 //! Stop, in order (graceful: batches in flight finish): stop accepting
 //! connections; tell WebSockets to close (1012) and loops to end; wait for
@@ -43,6 +44,9 @@ pub async fn start(cfg: Validated) -> anyhow::Result<Running> {
     drop(mc);
     if m.from != m.to {
         tracing::info!(from = m.from, to = m.to, "database: schema upgraded");
+    }
+    if let Err(e) = crate::db::ingest::warm(&db, cfg.pool_size).await {
+        tracing::warn!(error = %crate::db::describe(&e), "database: warming the pool failed; connections open on demand");
     }
     let store = cfg.storage.build()?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)

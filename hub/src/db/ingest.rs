@@ -129,6 +129,19 @@ WITH b AS (
 )
 SELECT id FROM b";
 
+/// Opens `n` pooled connections and prepares the ingest statement on each,
+/// so the first seconds after a start (when every box reconnects and sends
+/// its backlog at once) do not also pay for connecting and planning.
+pub async fn warm(db: &super::Db, n: usize) -> Result<(), super::PoolError> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = db.get().await?;
+        c.prepare_cached(INSERT).await.map_err(super::PoolError::Backend)?;
+        held.push(c);
+    }
+    Ok(())
+}
+
 /// Stores `batch` for `desk` (already authenticated, `batch.validate()`d,
 /// its device_id checked). Returns only after the commit.
 pub async fn store(

@@ -113,7 +113,10 @@ CREATE TABLE scores (
     reasons        integer NOT NULL,
     other_reasons  text
 );
-CREATE INDEX scores_batch ON scores (batch_id);
+-- batch_id only grows, so a BRIN index (a few pages, nearly free to
+-- maintain) finds a batch's scores; a B-tree would cost a large share of
+-- ingest time (docs/PERFORMANCE.md, "Hub").
+CREATE INDEX scores_batch ON scores USING brin (batch_id);
 
 -- Incidents as the boxes report them, by the box's id (unique per desk).
 CREATE TABLE incidents (
