@@ -91,25 +91,23 @@ fn recording(path: &PathBuf) -> Vec<Frame> {
     let mut frames: Vec<Frame> = vec![];
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        match v["type"].as_str() {
-            Some("analysis") => {
-                let reasons: Vec<Reason> =
-                    v["reasons"].as_array().unwrap().iter().filter_map(|r| Reason::parse(r.as_str()?).ok()).collect();
-                let deg = |k: &str| v[k].as_f64().map(|d| ((d * 10.0).round() / 10.0) as f32);
-                frames.push(Frame {
-                    score: Score {
-                        ts: Timestamp::parse(v["ts"].as_str().unwrap()).unwrap(),
-                        frame: v["frame"].as_u64().unwrap(),
-                        focus_score: v["focus_score"].as_u64().unwrap() as u8,
-                        num_faces: v["num_faces"].as_u64().unwrap_or(0) as u32,
-                        yaw_deg: deg("yaw_deg"),
-                        pitch_deg: deg("pitch_deg"),
-                        reasons,
-                    },
-                });
-            }
-            _ => {}
+        if v["type"].as_str() != Some("analysis") {
+            continue;
         }
+        let reasons: Vec<Reason> =
+            v["reasons"].as_array().unwrap().iter().filter_map(|r| Reason::parse(r.as_str()?).ok()).collect();
+        let deg = |k: &str| v[k].as_f64().map(|d| ((d * 10.0).round() / 10.0) as f32);
+        frames.push(Frame {
+            score: Score {
+                ts: Timestamp::parse(v["ts"].as_str().unwrap()).unwrap(),
+                frame: v["frame"].as_u64().unwrap(),
+                focus_score: v["focus_score"].as_u64().unwrap() as u8,
+                num_faces: v["num_faces"].as_u64().unwrap_or(0) as u32,
+                yaw_deg: deg("yaw_deg"),
+                pitch_deg: deg("pitch_deg"),
+                reasons,
+            },
+        });
     }
     assert!(!frames.is_empty(), "{}: no analysis lines", path.display());
     frames
