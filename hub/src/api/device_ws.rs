@@ -8,6 +8,10 @@
 //! clock skew. Messages of unknown type are ignored (a newer box may send
 //! more); a message over 64 KiB closes the connection.
 //!
+//! Connections are bounded by the enrolled desks: only a valid device
+//! token upgrades, and a desk's new connection replaces its old one (which
+//! is closed with 1008). Each connection's push queue holds 8 messages.
+//!
 //! A connection silent for 30 s is closed (the box is gone or wedged); the
 //! hub pings every 15 s so proxies keep it open. At shutdown each
 //! connection is closed with 1012 ("service restart"): the box reconnects,
