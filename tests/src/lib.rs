@@ -1,6 +1,10 @@
 //! Helpers for the end-to-end tests in `tests/e2e/`: find the built
 //! `invigil`, the repository's assets, and run the agent as a child
-//! process that is always stopped.
+//! process that is always stopped. [`pg`]: a real PostgreSQL (one server
+//! per run, one database per test); [`hub`]: the built `invigil-hub`.
+
+pub mod hub;
+pub mod pg;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};

@@ -1,0 +1,177 @@
+//! Console users, their rooms, and login sessions.
+//!
+//! Passwords are stored as argon2id PHC strings (a random 16-byte salt,
+//! the crate's default cost). A login session is a random token in an
+//! HttpOnly cookie; only its SHA-256 is stored, with an expiry. Roles:
+//! `admin` (every room, every action) and `proctor` (the rooms granted).
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
+
+use crate::token;
+
+/// A logged-in console user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub admin: bool,
+    /// The rooms a proctor may see (empty for an admin, who sees all).
+    pub rooms: Vec<i64>,
+}
+
+impl User {
+    /// May this user see and act on `room_id`?
+    pub fn may(&self, room_id: i64) -> bool {
+        self.admin || self.rooms.contains(&room_id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("user {0:?} exists already")]
+    Exists(String),
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+}
+
+/// Shortest password accepted.
+pub const MIN_PASSWORD: usize = 10;
+
+/// The argon2id PHC string of `password`.
+pub fn hash_password(password: &str) -> String {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).expect("the OS random source");
+    let salt = SaltString::encode_b64(&salt).expect("16 bytes is a valid salt");
+    Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 with default parameters").to_string()
+}
+
+/// Does `password` match the stored `phc` string?
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// Adds a user with these rooms (created if new).
+pub async fn add(
+    c: &mut deadpool_postgres::Object,
+    name: &str,
+    role: &str,
+    rooms: &[String],
+    password: &str,
+) -> Result<i64, UserError> {
+    proto::check_id("name", name, 64).map_err(|e| UserError::Invalid(e.to_string()))?;
+    if !matches!(role, "admin" | "proctor") {
+        return Err(UserError::Invalid(format!("role {role:?} is not a role; use admin or proctor")));
+    }
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(UserError::Invalid(format!("the password is shorter than {MIN_PASSWORD} characters")));
+    }
+    for r in rooms {
+        super::desks::check_room(r).map_err(UserError::Invalid)?;
+    }
+    let hash = hash_password(password);
+    let tx = c.transaction().await?;
+    let id: i64 = match tx
+        .query_one(
+            "INSERT INTO users (name, password_hash, role) VALUES ($1, $2, $3) RETURNING id",
+            &[&name, &hash, &role],
+        )
+        .await
+    {
+        Ok(r) => r.get(0),
+        Err(e) if super::is_unique_violation(&e) => return Err(UserError::Exists(name.to_string())),
+        Err(e) => return Err(e.into()),
+    };
+    for r in rooms {
+        let room = super::desks::room_id(&*tx, r).await?;
+        tx.execute("INSERT INTO user_rooms (user_id, room_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&id, &room])
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Checks a name and password; on success a new login token (shown once,
+/// in the cookie) valid for `hours`.
+pub async fn login(
+    c: &impl GenericClient,
+    name: &str,
+    password: &str,
+    hours: u32,
+) -> Result<Option<(String, User)>, tokio_postgres::Error> {
+    let row =
+        c.query_opt("SELECT id, password_hash FROM users WHERE name = $1 AND disabled_at IS NULL", &[&name]).await?;
+    let ok = match &row {
+        Some(r) => verify_password(password, &r.get::<_, String>(1)),
+        None => {
+            // The same work for an unknown name: no timing oracle for names.
+            let _ = verify_password(password, DUMMY_HASH);
+            false
+        }
+    };
+    let Some(row) = row.filter(|_| ok) else { return Ok(None) };
+    let tok = token::new_token();
+    let expires: DateTime<Utc> = Utc::now() + chrono::Duration::hours(hours as i64);
+    c.execute(
+        "INSERT INTO login_sessions (token_sha256, user_id, expires_at) VALUES ($1, $2, $3)",
+        &[&token::hash(&tok), &row.get::<_, i64>(0), &expires],
+    )
+    .await?;
+    c.execute("DELETE FROM login_sessions WHERE expires_at < now()", &[]).await?;
+    let user = by_id(c, row.get(0)).await?.expect("the user just found");
+    Ok(Some((tok, user)))
+}
+
+/// The user of a login token, if it is valid.
+pub async fn by_session(c: &impl GenericClient, tok: &str) -> Result<Option<User>, tokio_postgres::Error> {
+    let row = c
+        .query_opt(
+            "SELECT u.id FROM login_sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_sha256 = $1 AND s.expires_at > now() AND u.disabled_at IS NULL",
+            &[&token::hash(tok)],
+        )
+        .await?;
+    match row {
+        Some(r) => by_id(c, r.get(0)).await,
+        None => Ok(None),
+    }
+}
+
+/// Ends a login session.
+pub async fn logout(c: &impl GenericClient, tok: &str) -> Result<(), tokio_postgres::Error> {
+    c.execute("DELETE FROM login_sessions WHERE token_sha256 = $1", &[&token::hash(tok)]).await?;
+    Ok(())
+}
+
+async fn by_id(c: &impl GenericClient, id: i64) -> Result<Option<User>, tokio_postgres::Error> {
+    let Some(u) = c.query_opt("SELECT id, name, role FROM users WHERE id = $1", &[&id]).await? else {
+        return Ok(None);
+    };
+    let rooms =
+        c.query("SELECT room_id FROM user_rooms WHERE user_id = $1", &[&id]).await?.iter().map(|r| r.get(0)).collect();
+    Ok(Some(User { id: u.get(0), name: u.get(1), admin: u.get::<_, String>(2) == "admin", rooms }))
+}
+
+/// A valid argon2id hash of a random password, verified against when the
+/// user name is unknown.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0HdUqz0vbbyY6KhQ1Z3lwnzMFIKhOVL3lnHfSUhdH0A";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_only_themselves() {
+        let h = hash_password("correct horse battery");
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse battery", &h));
+        assert!(!verify_password("correct horse batterY", &h));
+        assert!(!verify_password("x", "not a hash"));
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+    }
+}

@@ -1,0 +1,5 @@
+//! `invigil-hub`: see `hub::cmds` for the commands.
+
+fn main() {
+    std::process::exit(hub::cmds::main());
+}
