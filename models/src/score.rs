@@ -23,6 +23,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::blazeface::Detection;
+use crate::frame::FrameSignals;
 use crate::image::FrameStats;
 use crate::pose::Pose;
 
@@ -35,6 +36,12 @@ pub enum Reason {
     LookingAway,
     CameraCovered,
     CameraLost,
+    /// The mouth moves as in speech (see [`crate::signals::Talking`]).
+    Talking,
+    /// The eyes point away while the head faces the screen.
+    GazeAway,
+    /// A palm over the ear or the mouth.
+    HandAtFace,
 }
 
 impl Reason {
@@ -45,6 +52,9 @@ impl Reason {
             Reason::LookingAway => "looking_away",
             Reason::CameraCovered => "camera_covered",
             Reason::CameraLost => "camera_lost",
+            Reason::Talking => "talking",
+            Reason::GazeAway => "gaze_away",
+            Reason::HandAtFace => "hand_at_face",
         }
     }
 }
@@ -59,6 +69,10 @@ pub struct Signals {
     pub covered: bool,
     /// No frame arrived: the camera is gone or the pipeline failed.
     pub lost: bool,
+    /// The second-stage signals ([`crate::frame::FrameSignals`]).
+    pub talking: bool,
+    pub gaze_away: bool,
+    pub hand_at_face: bool,
 }
 
 impl Signals {
@@ -67,8 +81,22 @@ impl Signals {
             num_faces: detections.len(),
             pose: detections.first().and_then(Pose::from_detection),
             covered: stats.covered(),
-            lost: false,
+            ..Default::default()
         }
+    }
+
+    /// Adds what the second-stage models found: the landmarks' yaw replaces
+    /// the keypoints' (it sees a profile as one), the full-range detector's
+    /// faces count when it finds more, and the three new conditions.
+    pub fn with(mut self, f: &FrameSignals) -> Self {
+        if let (Some(p), Some(yaw)) = (self.pose.as_mut(), f.yaw_deg) {
+            p.yaw_deg = yaw;
+        }
+        self.num_faces = self.num_faces.max(f.full_range_faces.unwrap_or(0));
+        self.talking = f.talking;
+        self.gaze_away = f.gaze_away;
+        self.hand_at_face = f.hand_at_face;
+        self
     }
 
     pub fn camera_lost() -> Self {
@@ -99,6 +127,17 @@ pub struct ScoreConfig {
     pub recovery_margin: u8,
     /// ... for this long. Default 1000 ms.
     pub recovery_ms: u64,
+    /// Only frames with the head turned at most this far count towards
+    /// the baseline, so a head turned from the first second does not
+    /// become "facing the screen". Default 25°.
+    pub max_calibration_yaw_deg: f32,
+    /// Instant score of a frame with `talking`. Default 20.
+    pub talking_score: f32,
+    /// Instant score of a frame with `hand_at_face`. Default 20.
+    pub hand_score: f32,
+    /// Instant score of a frame with `gaze_away` (counted only while the
+    /// head's pose costs nothing). Default 30.
+    pub gaze_score: f32,
 }
 
 impl Default for ScoreConfig {
@@ -114,6 +153,10 @@ impl Default for ScoreConfig {
             baseline_pitch_range: (-10.0, 30.0),
             recovery_margin: 10,
             recovery_ms: 1000,
+            max_calibration_yaw_deg: 25.0,
+            talking_score: 20.0,
+            hand_score: 20.0,
+            gaze_score: 30.0,
         }
     }
 }
@@ -129,12 +172,32 @@ pub fn instant_score(s: &Signals, baseline: Pose, cfg: &ScoreConfig) -> (f32, Ve
     match s.num_faces {
         0 => (0.0, vec![Reason::NoFace]),
         1 => {
-            let Some(p) = s.pose else { return (100.0, vec![]) };
-            let away = ((p.yaw_deg - baseline.yaw_deg).abs() / cfg.yaw_tolerance_deg)
-                .max((p.pitch_deg - baseline.pitch_deg).abs() / cfg.pitch_tolerance_deg);
-            // 100 up to half the tolerance, 50 at the tolerance, 10 from 1.4 times it.
-            let score = if away <= 0.5 { 100.0 } else { (100.0 - (away - 0.5) * 100.0).max(10.0) };
-            let reasons = if away > 1.0 { vec![Reason::LookingAway] } else { vec![] };
+            let (mut score, mut reasons) = (100.0, vec![]);
+            let mut head_ok = true;
+            if let Some(p) = s.pose {
+                let away = ((p.yaw_deg - baseline.yaw_deg).abs() / cfg.yaw_tolerance_deg)
+                    .max((p.pitch_deg - baseline.pitch_deg).abs() / cfg.pitch_tolerance_deg);
+                // 100 up to half the tolerance, 50 at the tolerance, 10 from 1.4 times it.
+                if away > 0.5 {
+                    score = (100.0 - (away - 0.5) * 100.0).max(10.0);
+                    head_ok = false;
+                }
+                if away > 1.0 {
+                    reasons.push(Reason::LookingAway);
+                }
+            }
+            // Each condition caps the score; the reasons name all that apply.
+            let mut cap = |on: bool, value: f32, reason: Reason| {
+                if on {
+                    score = f32::min(score, value);
+                    reasons.push(reason);
+                }
+            };
+            cap(s.talking, cfg.talking_score, Reason::Talking);
+            cap(s.hand_at_face, cfg.hand_score, Reason::HandAtFace);
+            // Eyes away count only while the head faces the screen; a
+            // turned head is looking_away's.
+            cap(s.gaze_away && head_ok, cfg.gaze_score, Reason::GazeAway);
             (score, reasons)
         }
         _ => (25.0, vec![Reason::MultipleFaces]),
@@ -203,6 +266,7 @@ impl Scorer {
         let start = *self.start_ms.get_or_insert(t);
         if let (1, Some(p)) = (s.num_faces, s.pose)
             && !s.covered
+            && p.yaw_deg.abs() <= self.cfg.max_calibration_yaw_deg
         {
             self.calibration.push(p);
         }
@@ -421,9 +485,13 @@ mod tests {
     fn a_baseline_far_off_is_clamped() {
         let mut sc = Scorer::new(ScoreConfig::default());
         let mut t = 0;
-        let out = feed(&mut sc, &mut t, 3500, &turned(70.0));
+        let out = feed(&mut sc, &mut t, 3500, &turned(20.0));
         assert_eq!(out.last().unwrap().baseline.yaw_deg, 15.0);
-        // 70° from a 15° baseline is still looking away.
+        assert!(!out.last().unwrap().alert);
+        let mut sc = Scorer::new(ScoreConfig::default());
+        let out = feed(&mut sc, &mut t, 3500, &turned(70.0));
+        // A head turned from the start is not a baseline at all: it stays 0.
+        assert_eq!(out.last().unwrap().baseline.yaw_deg, 0.0);
         assert!(out.last().unwrap().alert);
         assert_eq!(out.last().unwrap().reasons, vec![Reason::LookingAway]);
     }
