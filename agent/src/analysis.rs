@@ -145,5 +145,12 @@ pub fn load_signals(cfg: &crate::config::Validated, choice: &models::BackendChoi
         };
         format!("{e}{hint}")
     })?;
+    // Said once per process, not once per /analyze connection.
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        for why in &models.unavailable {
+            tracing::warn!(reason = %why, "signal unavailable on this backend");
+        }
+    });
     Ok(FrameAnalyzer::new(cfg.signals.clone(), models))
 }

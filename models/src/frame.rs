@@ -6,7 +6,7 @@
 //! Rates are by stream time (`t_ms`), not by frame count: a model with
 //! rate r runs on the first frame at least 1000/r ms (less 5 ms of slack
 //! for frame timestamps rounded to the millisecond) after its last run.
-//! - face landmarks (while `talking` or `gaze` is on): the mouth's
+//! - face landmarks (while `talking` or `gaze` is on): the jaw's
 //!   opening and the head's yaw;
 //! - iris (with `gaze`): both eyes, on frames whose landmarks are fresh;
 //! - palm (with `hand_at_face`): a square 3x the face around it;
@@ -92,11 +92,17 @@ pub struct SignalModels {
     pub iris: Option<Net>,
     pub palm: Option<Net>,
     pub full_range: Option<Net>,
+    /// Signals turned off because the backend cannot run their model (the
+    /// palm detector needs op versions TensorFlow Lite 1.15 lacks), one
+    /// sentence each, for the log and `invigil check`.
+    pub unavailable: Vec<String>,
 }
 
 impl SignalModels {
     /// Loads the models `cfg` needs from `dir` on `backend` (the one
-    /// BlazeFace's load chose).
+    /// BlazeFace's load chose). A missing or malformed file is an error; a
+    /// model the runtime cannot build turns its signal off, said in
+    /// [`SignalModels::unavailable`].
     pub fn load(
         cfg: &SignalConfig,
         dir: &Path,
@@ -104,33 +110,63 @@ impl SignalModels {
         litert_lib: Option<&Path>,
         threads: usize,
     ) -> Result<Self, DetectorError> {
-        let load = |on: bool, file: &str, spec| -> Result<Option<Net>, DetectorError> {
+        let mut unavailable = Vec::new();
+        let mut load = |on: bool, signal: &str, file: &str, spec| -> Result<Option<Net>, DetectorError> {
             if !on {
                 return Ok(None);
             }
-            Net::load(backend, litert_lib, &dir.join(file), threads, spec).map(Some)
+            match Net::load(backend, litert_lib, &dir.join(file), threads, spec) {
+                Ok(net) => Ok(Some(net)),
+                Err(DetectorError::Runtime { path, message }) => {
+                    unavailable.push(format!(
+                        "{signal} is off: {} cannot run {}: {message}",
+                        backend_name(backend),
+                        path.display()
+                    ));
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            }
         };
-        Ok(SignalModels {
-            landmarks: load(cfg.landmarks_on(), FACE_LANDMARK_FILE, &FACE_LANDMARK_SPEC)?,
-            iris: load(cfg.gaze, IRIS_FILE, &IRIS_SPEC)?,
-            palm: load(cfg.hand_at_face, PALM_FILE, &PALM_SPEC)?,
-            full_range: load(cfg.second_person, FULL_RANGE_FILE, &FULL_RANGE_SPEC)?,
-        })
+        let landmarks = load(cfg.landmarks_on(), "talking and gaze", FACE_LANDMARK_FILE, &FACE_LANDMARK_SPEC)?;
+        let iris = load(cfg.gaze, "gaze", IRIS_FILE, &IRIS_SPEC)?;
+        let palm = load(cfg.hand_at_face, "hand_at_face", PALM_FILE, &PALM_SPEC)?;
+        // TensorFlow Lite 1.15 builds the full-range model but computes it
+        // wrong (models/tests/signals.rs): LiteRT only.
+        let full_on = cfg.second_person && backend == Backend::LiteRt;
+        let full_range = load(full_on, "second_person", FULL_RANGE_FILE, &FULL_RANGE_SPEC)?;
+        if cfg.second_person && !full_on {
+            unavailable.push(format!(
+                "second_person is off: {} gives wrong outputs for {FULL_RANGE_FILE} (LiteRT runs it)",
+                backend_name(backend)
+            ));
+        }
+        Ok(SignalModels { landmarks, iris, palm, full_range, unavailable })
+    }
+}
+
+fn backend_name(b: Backend) -> &'static str {
+    match b {
+        Backend::LiteRt => "LiteRT",
+        Backend::Tflite | Backend::Auto => "TensorFlow Lite 1.15",
     }
 }
 
 /// What the second-stage models say about one frame.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FrameSignals {
-    pub talking: bool,
+    /// Talking, since this stream time (the start of the window it was
+    /// recognised in).
+    pub talking_since: Option<u64>,
     pub gaze_away: bool,
     pub hand_at_face: bool,
     /// Faces the full-range detector holds (None: not run or too old).
     pub full_range_faces: Option<usize>,
     /// Head yaw from the landmarks, when fresh (degrees, as [`crate::Pose`]).
     pub yaw_deg: Option<f32>,
-    /// The latest mouth opening (face heights), when fresh.
+    /// The latest mouth (inner lips) and jaw openings, in face heights, when fresh.
     pub mouth_opening: Option<f32>,
+    pub jaw_opening: Option<f32>,
     /// The latest gaze, when fresh.
     pub gaze: Option<Gaze>,
 }
@@ -153,6 +189,9 @@ impl Schedule {
 
 /// A landmark result older than this is not used for yaw or gaze.
 const FRESH_MS: u64 = 250;
+/// The landmark model's face presence under which its mouth and eyes are
+/// not used (its yaw still is).
+const MIN_PRESENCE: f32 = 0.5;
 
 const PALM_CROP: CropSpec = CropSpec { size: 192, border: Border::Zero, range: Range::Unit, mirror: false };
 const FULL_CROP: CropSpec = CropSpec { size: 192, border: Border::Zero, range: Range::Signed, mirror: false };
@@ -257,23 +296,26 @@ impl FrameAnalyzer {
         };
         let iris_due = self.cfg.gaze && self.runs[IRIS].due(t, self.cfg.iris_hz);
         let lm_due = self.cfg.talking && self.runs[LANDMARKS].due(t, self.cfg.landmarks_hz);
+        if iris_due {
+            self.runs[IRIS].last = Some(t);
+        }
         if (lm_due || iris_due) && self.models.landmarks.is_some() {
             self.runs[LANDMARKS].last = Some(t);
             let mesh = self.landmarks(frame, face)?;
-            if mesh.presence >= 0.5 {
+            // A face turned far away is still a face (BlazeFace found it)
+            // and its yaw still reads, but the model's own presence is then
+            // low and the mouth and eyes are not to be trusted.
+            if mesh.presence >= MIN_PRESENCE {
                 if self.cfg.talking {
-                    self.talking.push(t, mesh.mouth_opening());
+                    self.talking.push(t, mesh.jaw_opening());
                 }
                 if iris_due && self.models.iris.is_some() {
-                    self.runs[IRIS].last = Some(t);
                     let g = self.iris(frame, &mesh)?;
                     self.gaze = Some((t, g));
                     self.gaze_away = self.gaze_rule.update(t, g);
                 }
-                self.mesh = Some((t, mesh));
-            } else {
-                self.mesh = None;
             }
+            self.mesh = Some((t, mesh));
         }
         if self.cfg.hand_at_face && self.runs[PALM].due(t, self.cfg.palm_hz) && self.models.palm.is_some() {
             self.runs[PALM].last = Some(t);
@@ -285,18 +327,19 @@ impl FrameAnalyzer {
         Ok(self.signals(t, hand))
     }
 
-    fn signals(&self, t: u64, hand: bool) -> FrameSignals {
+    fn signals(&mut self, t: u64, hand: bool) -> FrameSignals {
         let fresh = |at: u64| t.saturating_sub(at) <= FRESH_MS;
         let mesh = self.mesh.as_ref().filter(|(at, _)| fresh(*at));
         // A full-range count is held for 2.5 of its periods.
         let hold = (2500.0 / self.cfg.full_range_hz.max(0.01)) as u64;
         FrameSignals {
-            talking: self.cfg.talking && self.talking.is_talking(t),
+            talking_since: if self.cfg.talking { self.talking.since(t) } else { None },
             gaze_away: self.cfg.gaze && self.gaze_away,
-            hand_at_face: self.cfg.hand_at_face && hand,
+            hand_at_face: hand,
             full_range_faces: self.people.filter(|(at, _)| t.saturating_sub(*at) <= hold).map(|(_, n)| n),
             yaw_deg: mesh.map(|(_, m)| m.yaw_deg()),
             mouth_opening: mesh.map(|(_, m)| m.mouth_opening()),
+            jaw_opening: mesh.map(|(_, m)| m.jaw_opening()),
             gaze: self.gaze.filter(|(at, _)| t.saturating_sub(*at) <= 1000).map(|(_, g)| g),
         }
     }

@@ -50,8 +50,8 @@ pub use detector::{
 };
 pub use frame::{FrameAnalyzer, FrameSignals, SignalConfig, SignalModels};
 pub use image::{FrameStats, RgbFrame};
-pub use net::Net;
 pub use litert::{LibraryError, LiteRt, LiteRtModel};
+pub use net::Net;
 pub use pose::Pose;
 pub use score::{Reason, ScoreConfig, ScoreOutput, Scorer, Signals};
 pub use tensor::{ModelSpec, TensorModel};

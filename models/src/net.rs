@@ -31,11 +31,8 @@ pub const PALM_SPEC: ModelSpec =
     ModelSpec { name: "palm detection lite", inputs: &[&[1, 192, 192, 3]], outputs: &[&[1, 2016, 18], &[1, 2016, 1]] };
 /// `face_detection_full_range.tflite`: 192x192 in [-1, 1] -> 2304 anchors
 /// x (box + 6 keypoints) and 2304 logits.
-pub const FULL_RANGE_SPEC: ModelSpec = ModelSpec {
-    name: "BlazeFace full range",
-    inputs: &[&[1, 192, 192, 3]],
-    outputs: &[&[1, 2304, 16], &[1, 2304, 1]],
-};
+pub const FULL_RANGE_SPEC: ModelSpec =
+    ModelSpec { name: "BlazeFace full range", inputs: &[&[1, 192, 192, 3]], outputs: &[&[1, 2304, 16], &[1, 2304, 1]] };
 
 /// What [`Net`] needs of a model: fill the input, run, copy the outputs.
 trait Runner: Send {

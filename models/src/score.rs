@@ -10,7 +10,9 @@
 //!    tolerance, 10 at 1.5 times it) from the session's baseline pose.
 //! 2. **Baseline**: during the first `calibration_ms` of a session the median
 //!    pose of single-face frames becomes "facing the screen", clamped so a
-//!    student who starts the exam looking away does not set a wrong baseline.
+//!    student who starts the exam looking away does not set a wrong baseline;
+//!    frames turned beyond `max_calibration_yaw_deg` do not count, and when
+//!    they are the majority the baseline is the camera's axis (0, 0).
 //!    Looking down at the paper is therefore not looking away.
 //! 3. **Smoothing**: an exponential moving average with time constant `smoothing_ms`.
 //! 4. **Persistence**: a fall below `threshold` must last `persistence_ms`
@@ -69,8 +71,9 @@ pub struct Signals {
     pub covered: bool,
     /// No frame arrived: the camera is gone or the pipeline failed.
     pub lost: bool,
-    /// The second-stage signals ([`crate::frame::FrameSignals`]).
-    pub talking: bool,
+    /// The second-stage signals ([`crate::frame::FrameSignals`]). Talking
+    /// carries since when (stream ms): its window counts as persistence.
+    pub talking_since: Option<u64>,
     pub gaze_away: bool,
     pub hand_at_face: bool,
 }
@@ -93,7 +96,7 @@ impl Signals {
             p.yaw_deg = yaw;
         }
         self.num_faces = self.num_faces.max(f.full_range_faces.unwrap_or(0));
-        self.talking = f.talking;
+        self.talking_since = f.talking_since;
         self.gaze_away = f.gaze_away;
         self.hand_at_face = f.hand_at_face;
         self
@@ -193,7 +196,7 @@ pub fn instant_score(s: &Signals, baseline: Pose, cfg: &ScoreConfig) -> (f32, Ve
                     reasons.push(reason);
                 }
             };
-            cap(s.talking, cfg.talking_score, Reason::Talking);
+            cap(s.talking_since.is_some(), cfg.talking_score, Reason::Talking);
             cap(s.hand_at_face, cfg.hand_score, Reason::HandAtFace);
             // Eyes away count only while the head faces the screen; a
             // turned head is looking_away's.
@@ -236,6 +239,8 @@ pub struct Scorer {
     high_since: Option<u64>,
     alert_reasons: Vec<Reason>,
     calibration: Vec<Pose>,
+    /// Single-face frames seen while calibrating, frontal or not.
+    calibration_frames: usize,
     baseline: Option<Pose>,
 }
 
@@ -251,6 +256,7 @@ impl Scorer {
             high_since: None,
             alert_reasons: Vec::new(),
             calibration: Vec::new(),
+            calibration_frames: 0,
             baseline: None,
         }
     }
@@ -266,9 +272,11 @@ impl Scorer {
         let start = *self.start_ms.get_or_insert(t);
         if let (1, Some(p)) = (s.num_faces, s.pose)
             && !s.covered
-            && p.yaw_deg.abs() <= self.cfg.max_calibration_yaw_deg
         {
-            self.calibration.push(p);
+            self.calibration_frames += 1;
+            if p.yaw_deg.abs() <= self.cfg.max_calibration_yaw_deg {
+                self.calibration.push(p);
+            }
         }
         // While calibrating, the median so far is the provisional baseline,
         // so the first seconds are scored against the student's own posture.
@@ -282,6 +290,12 @@ impl Scorer {
     }
 
     fn median_baseline(&self) -> Pose {
+        // Mostly turned while calibrating: the head was turned from the
+        // start, and its few frontal-looking frames are the model's noise.
+        // The camera's own axis is the baseline then.
+        if self.calibration.len() * 2 < self.calibration_frames {
+            return Pose::default();
+        }
         let median = |mut v: Vec<f32>| -> f32 {
             if v.is_empty() {
                 return 0.0;
@@ -322,7 +336,13 @@ impl Scorer {
 
         if !self.alert {
             if self.ema < thr {
-                let since = *self.low_since.get_or_insert(t);
+                // Talking was judged over its window: that time counts
+                // towards persistence (one open mouth never gets there).
+                let from = match s.talking_since {
+                    Some(ts) if reasons.contains(&Reason::Talking) => ts.min(t),
+                    _ => t,
+                };
+                let since = *self.low_since.get_or_insert(from);
                 if !reasons.is_empty() {
                     self.alert_reasons = reasons.clone();
                 }

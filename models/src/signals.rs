@@ -2,10 +2,11 @@
 //! time (`t_ms`): no clock, no model, no I/O. `docs/SCORING.md` gives the
 //! numbers and how they were chosen.
 //!
-//! - [`Talking`]: the mouth's opening moving up and down over a window
+//! - [`Talking`]: the jaw's opening moving up and down over a window
 //!   (2 s): at least 3 swings (open, close, open …) each larger than the
-//!   session's own landmark jitter and at least 0.015 face heights. One
-//!   yawn is 2 swings, a smile none: neither is talking.
+//!   session's own landmark jitter and at least 0.025 face heights. One
+//!   yawn is 2 swings, a smile none: neither is talking. It reports since
+//!   when: the start of the window it was first recognised in.
 //! - [`GazeTracker`]: the irises' horizontal offset against the session's
 //!   own baseline (median of its first 3 s), away beyond 0.12 eye widths
 //!   for the persistence time.
@@ -22,10 +23,12 @@ use crate::facemesh::Gaze;
 pub struct TalkingConfig {
     /// The window the swings are counted in. Default 2000 ms.
     pub window_ms: u64,
-    /// Smallest swing counted, in face heights. Default 0.015.
+    /// Smallest swing counted, in face heights. Default 0.025.
     pub min_swing: f32,
     /// A swing must also exceed this many times the session's jitter
-    /// (the lower quartile of the change between samples). Default 4.
+    /// (the 10th percentile of the change between samples over the last
+    /// 300 samples: low enough that talking itself does not raise it).
+    /// Default 3.
     pub jitter_factor: f32,
     /// Swings needed in the window. Default 3.
     pub min_swings: usize,
@@ -33,7 +36,7 @@ pub struct TalkingConfig {
 
 impl Default for TalkingConfig {
     fn default() -> Self {
-        Self { window_ms: 2000, min_swing: 0.015, jitter_factor: 4.0, min_swings: 3 }
+        Self { window_ms: 2000, min_swing: 0.025, jitter_factor: 3.0, min_swings: 3 }
     }
 }
 
@@ -48,11 +51,12 @@ pub struct Talking {
     cfg: TalkingConfig,
     window: VecDeque<(u64, f32)>,
     changes: VecDeque<f32>,
+    since: Option<u64>,
 }
 
 impl Talking {
     pub fn new(cfg: TalkingConfig) -> Self {
-        Self { cfg, window: VecDeque::new(), changes: VecDeque::new() }
+        Self { cfg, window: VecDeque::new(), changes: VecDeque::new(), since: None }
     }
 
     /// Adds the opening measured at `t_ms` (samples in time order).
@@ -74,6 +78,7 @@ impl Talking {
     /// The face is gone: its samples no longer describe anyone.
     pub fn clear(&mut self) {
         self.window.clear();
+        self.since = None;
     }
 
     /// The smallest swing that counts now: the floor, or the session's
@@ -84,7 +89,7 @@ impl Talking {
         }
         let mut c: Vec<f32> = self.changes.iter().copied().collect();
         c.sort_by(f32::total_cmp);
-        self.cfg.min_swing.max(c[c.len() / 4] * self.cfg.jitter_factor)
+        self.cfg.min_swing.max(c[c.len() / 10] * self.cfg.jitter_factor)
     }
 
     /// Swings of the window ending at `t_ms`.
@@ -96,6 +101,17 @@ impl Talking {
     /// Talking at `t_ms`.
     pub fn is_talking(&self, t_ms: u64) -> bool {
         self.swings(t_ms) >= self.cfg.min_swings
+    }
+
+    /// Since when the talking seen at `t_ms` goes on (the first sample of
+    /// the window it was recognised in), or None when not talking.
+    pub fn since(&mut self, t_ms: u64) -> Option<u64> {
+        if !self.is_talking(t_ms) {
+            self.since = None;
+            return None;
+        }
+        let start = self.window.iter().map(|&(t, _)| t).find(|&t| t + self.cfg.window_ms >= t_ms).unwrap_or(t_ms);
+        Some(*self.since.get_or_insert(start))
     }
 }
 
@@ -253,7 +269,7 @@ mod tests {
             .map(|i| {
                 let t = t0 + i * 67;
                 tk.push(t, f(t as f32 / 1000.0));
-                tk.is_talking(t)
+                tk.since(t).is_some()
             })
             .collect()
     }
@@ -264,6 +280,11 @@ mod tests {
         // Opening 0.02-0.08 at 3 syllables a second.
         let out = run(&mut tk, 0, 6000, |s| 0.05 + 0.03 * (s * 3.0 * std::f32::consts::TAU).sin());
         assert!(out[30..].iter().all(|&t| t), "{out:?}");
+        // Recognised within the first second; it goes on since the first sample.
+        assert!(out[15]);
+        assert_eq!(tk.since(5963), Some(0));
+        tk.clear();
+        assert_eq!(tk.since(6000), None);
     }
 
     #[test]
@@ -288,7 +309,10 @@ mod tests {
         let mut tk = Talking::new(TalkingConfig::default());
         // A noisy face: every sample jumps by 0.01 (swings of 0.01 each).
         run(&mut tk, 0, 4000, |s| if (s * 15.0) as i64 % 2 == 0 { 0.02 } else { 0.03 });
-        assert!((tk.min_swing() - 0.04).abs() < 1e-4, "{}", tk.min_swing());
+        assert!((tk.min_swing() - 0.03).abs() < 1e-4, "{}", tk.min_swing());
+        // Swings of 0.028 would count on a quiet face, not on this one.
+        let out = run(&mut tk, 4000, 2000, |s| if (s * 15.0) as i64 % 2 == 0 { 0.02 } else { 0.048 });
+        assert!(out.iter().all(|&t| !t), "{out:?}");
         assert!(!tk.is_talking(4000));
     }
 
@@ -333,7 +357,14 @@ mod tests {
         let face = Detection {
             score: 0.9,
             bbox: BBox { xmin: 100.0, ymin: 100.0, xmax: 200.0, ymax: 200.0 },
-            keypoints: [p(130.0, 130.0), p(170.0, 130.0), p(150.0, 150.0), p(150.0, 175.0), p(100.0, 140.0), p(200.0, 140.0)],
+            keypoints: [
+                p(130.0, 130.0),
+                p(170.0, 130.0),
+                p(150.0, 150.0),
+                p(150.0, 175.0),
+                p(100.0, 140.0),
+                p(200.0, 140.0),
+            ],
         };
         let on_ear = BBox { xmin: 185.0, ymin: 120.0, xmax: 235.0, ymax: 170.0 };
         let on_mouth = BBox { xmin: 130.0, ymin: 160.0, xmax: 170.0, ymax: 200.0 };

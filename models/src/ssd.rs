@@ -25,7 +25,8 @@ pub struct SsdOptions {
 /// MediaPipe's palm detector (lite): 2016 anchors, 7 keypoints. Its graph
 /// keeps palms from 0.5; 0.8 is used here, because on `carphone` a bow tie
 /// and a chin scored up to 0.71 (docs/SCORING.md).
-pub const PALM: SsdOptions = SsdOptions { input: 192, strides: &[8, 16, 16, 16], per_layer: 2, coords: 18, min_score: 0.8 };
+pub const PALM: SsdOptions =
+    SsdOptions { input: 192, strides: &[8, 16, 16, 16], per_layer: 2, coords: 18, min_score: 0.8 };
 /// BlazeFace full range: 2304 anchors on one 48x48 grid, 6 keypoints,
 /// minimum score 0.6 as in MediaPipe's graph.
 pub const FULL_RANGE: SsdOptions = SsdOptions { input: 192, strides: &[4], per_layer: 1, coords: 16, min_score: 0.6 };
@@ -124,8 +125,11 @@ fn weighted_nms(mut dets: Vec<SsdDetection>) -> Vec<SsdDetection> {
             dets.into_iter().partition(|d| d.bbox.iou(&top.bbox) > NMS_IOU || d.bbox == top.bbox);
         dets = rest;
         let total: f32 = cluster.iter().map(|d| d.score).sum();
-        let mut merged =
-            SsdDetection { score: top.score, bbox: BBox::default(), keypoints: vec![Point::default(); top.keypoints.len()] };
+        let mut merged = SsdDetection {
+            score: top.score,
+            bbox: BBox::default(),
+            keypoints: vec![Point::default(); top.keypoints.len()],
+        };
         for d in &cluster {
             let w = d.score / total;
             merged.bbox.xmin += d.bbox.xmin * w;

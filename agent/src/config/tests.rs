@@ -20,7 +20,10 @@ fn empty_config_gives_the_documented_defaults() {
     assert_eq!(v.score.persistence_ms, 1500);
     assert_eq!(v.signals, models::SignalConfig::default());
     assert!(v.signals.talking && v.signals.gaze && v.signals.hand_at_face && v.signals.second_person);
-    assert_eq!((v.signals.landmarks_hz, v.signals.iris_hz, v.signals.palm_hz, v.signals.full_range_hz), (15.0, 5.0, 2.0, 1.0));
+    assert_eq!(
+        (v.signals.landmarks_hz, v.signals.iris_hz, v.signals.palm_hz, v.signals.full_range_hz),
+        (15.0, 5.0, 2.0, 1.0)
+    );
     assert_eq!(v.clip_length_s, 10);
     assert_eq!(v.preroll_s, 3);
     assert_eq!(v.clips_max_per_session, 30);
@@ -107,7 +110,8 @@ fn the_model_backend_is_auto_unless_chosen() {
 
 #[test]
 fn each_signal_can_be_turned_off_and_its_rate_set() {
-    let text = "[score]\ntalking = false\ngaze = false\nhand_at_face = false\nsecond_person = false\nlandmarks_hz = 10\n";
+    let text =
+        "[score]\ntalking = false\ngaze = false\nhand_at_face = false\nsecond_person = false\nlandmarks_hz = 10\n";
     let v = Config::parse(text, "x").unwrap().validate("x").unwrap();
     assert_eq!(v.signals, models::SignalConfig { landmarks_hz: 10.0, ..models::SignalConfig::off() });
     let e = Config::parse("[score]\ntalkng = false\n", "x").unwrap_err().to_string();
