@@ -279,7 +279,7 @@ impl FrameAnalyzer {
         t_ms: u64,
     ) -> Result<FrameSignals, DetectorError> {
         let t = t_ms;
-        if self.cfg.second_person && self.runs[FULL].due(t, self.cfg.full_range_hz) {
+        if self.models.full_range.is_some() && self.runs[FULL].due(t, self.cfg.full_range_hz) {
             self.runs[FULL].last = Some(t);
             self.people = Some((t, self.full_range(frame)?));
         }
@@ -317,7 +317,7 @@ impl FrameAnalyzer {
             }
             self.mesh = Some((t, mesh));
         }
-        if self.cfg.hand_at_face && self.runs[PALM].due(t, self.cfg.palm_hz) && self.models.palm.is_some() {
+        if self.models.palm.is_some() && self.runs[PALM].due(t, self.cfg.palm_hz) {
             self.runs[PALM].last = Some(t);
             let p = self.palms(frame, face)?;
             self.palms = Some((t, p));
@@ -347,7 +347,9 @@ impl FrameAnalyzer {
     fn landmarks(&mut self, frame: &RgbFrame<'_>, face: &Detection) -> Result<FaceMesh, DetectorError> {
         let region = facemesh::face_region(face);
         roi::crop(frame, &region, &FACE_CROP, &mut self.face_tensor);
-        let net = self.models.landmarks.as_mut().expect("landmarks loaded");
+        let Some(net) = self.models.landmarks.as_mut() else {
+            return Ok(FaceMesh { points: vec![[0.0; 3]; 468], presence: 0.0 });
+        };
         let tensor = &self.face_tensor;
         let out = net.run(|i| i.copy_from_slice(tensor))?;
         Ok(FaceMesh::decode(&out[0], out[1][0], &region))
@@ -359,7 +361,7 @@ impl FrameAnalyzer {
             let region = mesh.eye_region(i);
             let spec = CropSpec { mirror: EYES[i].2, ..EYE_CROP };
             roi::crop(frame, &region, &spec, &mut self.eye_tensor);
-            let net = self.models.iris.as_mut().expect("iris loaded");
+            let Some(net) = self.models.iris.as_mut() else { return Ok(Gaze::default()) };
             let tensor = &self.eye_tensor;
             let out = net.run(|t| t.copy_from_slice(tensor))?;
             *c = facemesh::iris_centre(&out[1], &region, spec.mirror);
@@ -391,7 +393,8 @@ impl FrameAnalyzer {
             PALM => (self.models.palm.as_mut(), &self.palm_anchors),
             _ => (self.models.full_range.as_mut(), &self.full_anchors),
         };
-        let net = net.expect("detector loaded");
+        // Callers run only loaded models; none loaded finds nothing.
+        let Some(net) = net else { return Ok(Vec::new()) };
         let tensor = &self.det_tensor;
         let out = net.run(|t| t.copy_from_slice(tensor))?;
         Ok(ssd::decode(opts, &out[0], &out[1], anchors, region))

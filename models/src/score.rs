@@ -531,4 +531,49 @@ mod tests {
         let o = sc.update(500, &facing());
         assert_eq!(o.score, 100);
     }
+
+    #[test]
+    fn talking_a_hand_and_eyes_away_cap_the_score_with_their_reasons() {
+        let (cfg, b) = (ScoreConfig::default(), Pose::default());
+        let talking = Signals { talking_since: Some(0), ..facing() };
+        assert_eq!(instant_score(&talking, b, &cfg), (20.0, vec![Reason::Talking]));
+        let hand = Signals { hand_at_face: true, ..facing() };
+        assert_eq!(instant_score(&hand, b, &cfg), (20.0, vec![Reason::HandAtFace]));
+        let eyes = Signals { gaze_away: true, ..facing() };
+        assert_eq!(instant_score(&eyes, b, &cfg), (30.0, vec![Reason::GazeAway]));
+        // With the head turned, the eyes are the head's business.
+        let turned_eyes = Signals { gaze_away: true, ..turned(45.0) };
+        assert_eq!(instant_score(&turned_eyes, b, &cfg), (10.0, vec![Reason::LookingAway]));
+        let all = Signals { talking_since: Some(0), hand_at_face: true, ..turned(20.0) };
+        assert_eq!(instant_score(&all, b, &cfg), (20.0, vec![Reason::Talking, Reason::HandAtFace]));
+    }
+
+    #[test]
+    fn talking_counts_its_window_as_persistence() {
+        let mut sc = Scorer::new(ScoreConfig::default());
+        let mut t = 0;
+        feed(&mut sc, &mut t, 5000, &facing());
+        // Recognised now, over a window that began 2 s ago.
+        let talking = Signals { talking_since: Some(t - 2000), ..facing() };
+        let out = feed(&mut sc, &mut t, 3000, &talking);
+        let first_low = out.iter().position(|o| o.alert).expect("goes under");
+        // Only the average's fall (about 0.5 s from 100 to 50 towards 20).
+        assert!((first_low as u64 * FRAME_MS) < 800, "went under after {} ms", first_low as u64 * FRAME_MS);
+        assert_eq!(out.last().unwrap().reasons, vec![Reason::Talking]);
+    }
+
+    #[test]
+    fn a_head_turned_for_most_of_the_calibration_does_not_become_the_baseline() {
+        let mut sc = Scorer::new(ScoreConfig::default());
+        let mut t = 0;
+        // Mostly in profile (40°), a few noisy frontal-looking frames.
+        for i in 0..100 {
+            let yaw = if i % 4 == 0 { 5.0 } else { 40.0 };
+            sc.update(t, &turned(yaw));
+            t += FRAME_MS;
+        }
+        let o = sc.update(t, &turned(40.0));
+        assert_eq!(o.baseline, Pose::default());
+        assert_eq!(o.reasons, vec![Reason::LookingAway]);
+    }
 }
