@@ -279,11 +279,8 @@ impl FrameAnalyzer {
         t_ms: u64,
     ) -> Result<FrameSignals, DetectorError> {
         let t = t_ms;
-        if self.models.full_range.is_some() && self.runs[FULL].due(t, self.cfg.full_range_hz) {
-            self.runs[FULL].last = Some(t);
-            self.people = Some((t, self.full_range(frame)?));
-        }
         let Some(face) = faces.first() else {
+            self.full_range_if_due(frame, t)?;
             // Nobody: nothing to hold for the next face.
             self.mesh = None;
             self.gaze = None;
@@ -317,10 +314,18 @@ impl FrameAnalyzer {
             }
             self.mesh = Some((t, mesh));
         }
-        if self.models.palm.is_some() && self.runs[PALM].due(t, self.cfg.palm_hz) {
+        // One heavy model a frame where it can wait: the palm and
+        // full-range detectors take the frames the landmarks leave (at
+        // 15/s, every other one), so no frame pays for all of them.
+        let mut busy = self.runs[LANDMARKS].last == Some(t);
+        if !busy && self.models.palm.is_some() && self.runs[PALM].due(t, self.cfg.palm_hz) {
+            busy = true;
             self.runs[PALM].last = Some(t);
             let p = self.palms(frame, face)?;
             self.palms = Some((t, p));
+        }
+        if !busy {
+            self.full_range_if_due(frame, t)?;
         }
         let on_face = self.palms.as_ref().is_some_and(|(_, p)| hand_overlaps_face(p, face));
         let hand = self.hand.update(t, on_face, self.cfg.hand_persistence_ms);
@@ -373,6 +378,14 @@ impl FrameAnalyzer {
         let region = palm_region(face);
         let found = self.ssd(frame, &region, &PALM_CROP, &ssd::PALM, PALM)?;
         Ok(found.into_iter().map(|d| d.bbox).collect())
+    }
+
+    fn full_range_if_due(&mut self, frame: &RgbFrame<'_>, t: u64) -> Result<(), DetectorError> {
+        if self.models.full_range.is_some() && self.runs[FULL].due(t, self.cfg.full_range_hz) {
+            self.runs[FULL].last = Some(t);
+            self.people = Some((t, self.full_range(frame)?));
+        }
+        Ok(())
     }
 
     fn full_range(&mut self, frame: &RgbFrame<'_>) -> Result<usize, DetectorError> {

@@ -91,18 +91,31 @@ pub fn crop(frame: &RgbFrame<'_>, region: &Region, spec: &CropSpec, out: &mut [f
         let p = frame.pixel(x.clamp(0, w - 1) as usize, y.clamp(0, h - 1) as usize);
         [p[0] as f32, p[1] as f32, p[2] as f32]
     };
+    let stride = frame.stride;
     for v in 0..n {
         let b = (v as f32 + 0.5) * step - region.side / 2.0;
+        // The row's x and y at a = 0; each pixel adds a * (cos, sin).
+        let (bx, by) = (region.cx - b * s - 0.5, region.cy + b * c - 0.5);
         for u in 0..n {
             let uu = if spec.mirror { n - 1 - u } else { u };
             let a = (uu as f32 + 0.5) * step - region.side / 2.0;
-            let x = region.cx + a * c - b * s - 0.5;
-            let y = region.cy + a * s + b * c - 0.5;
+            let (x, y) = (bx + a * c, by + a * s);
             let (x0, y0) = (x.floor(), y.floor());
             let (fx, fy) = (x - x0, y - y0);
             let (xi, yi) = (x0 as isize, y0 as isize);
-            let (p00, p01, p10, p11) = (fetch(xi, yi), fetch(xi + 1, yi), fetch(xi, yi + 1), fetch(xi + 1, yi + 1));
             let d = &mut out[(v * n + u) * 3..][..3];
+            if xi >= 0 && yi >= 0 && xi + 1 < w && yi + 1 < h {
+                // All four neighbours inside: read them straight from the rows.
+                let o = yi as usize * stride + xi as usize * 3;
+                let (r0, r1) = (&frame.data[o..o + 6], &frame.data[o + stride..o + stride + 6]);
+                for k in 0..3 {
+                    let top = r0[k] as f32 * (1.0 - fx) + r0[k + 3] as f32 * fx;
+                    let bottom = r1[k] as f32 * (1.0 - fx) + r1[k + 3] as f32 * fx;
+                    d[k] = (top * (1.0 - fy) + bottom * fy) * scale + offset;
+                }
+                continue;
+            }
+            let (p00, p01, p10, p11) = (fetch(xi, yi), fetch(xi + 1, yi), fetch(xi, yi + 1), fetch(xi + 1, yi + 1));
             for k in 0..3 {
                 let top = p00[k] * (1.0 - fx) + p01[k] * fx;
                 let bottom = p10[k] * (1.0 - fx) + p11[k] * fx;

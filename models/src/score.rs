@@ -90,12 +90,17 @@ impl Signals {
 
     /// Adds what the second-stage models found: the landmarks' yaw replaces
     /// the keypoints' (it sees a profile as one), the full-range detector's
-    /// faces count when it finds more, and the three new conditions.
+    /// faces count when it finds more than BlazeFace's one or more, and the
+    /// three new conditions.
     pub fn with(mut self, f: &FrameSignals) -> Self {
         if let (Some(p), Some(yaw)) = (self.pose.as_mut(), f.yaw_deg) {
             p.yaw_deg = yaw;
         }
-        self.num_faces = self.num_faces.max(f.full_range_faces.unwrap_or(0));
+        // Only people beyond the first face: with no face of its own the
+        // frame stays `no_face` (a face without a pose would score 100).
+        if self.num_faces >= 1 {
+            self.num_faces = self.num_faces.max(f.full_range_faces.unwrap_or(0));
+        }
         self.talking_since = f.talking_since;
         self.gaze_away = f.gaze_away;
         self.hand_at_face = f.hand_at_face;
