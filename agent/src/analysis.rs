@@ -1,4 +1,6 @@
-//! One frame in, one analysis result out: detector + scorer for one stream
+//! One frame in, one analysis result out: detector, the second-stage
+//! signals (`models::FrameAnalyzer`: talking, gaze, hand at the face, a
+//! second person; `[score]` says which run) and scorer for one stream
 //! (the camera, or one `/analyze` connection). The result is the wire type
 //! `proto::Analysis` (CONTRACTS.md "Analysis result"); the caller fills in
 //! the session and the recording flag.

@@ -311,6 +311,10 @@ impl FrameAnalyzer {
                     self.gaze = Some((t, g));
                     self.gaze_away = self.gaze_rule.update(t, g);
                 }
+            } else if iris_due {
+                // Eyes not measured: not "away" either (and not held from before).
+                self.gaze_rule.lost();
+                self.gaze_away = false;
             }
             self.mesh = Some((t, mesh));
         }

@@ -12,8 +12,11 @@ kernels, no XNNPACK, one thread), on real images:
 and writes models/tests/fixtures/signals_reference.json: each crop's input
 tensor (sum, sum of squares), the raw outputs and the decoded results.
 
-    /root/.cache/invigil/venv-ref/bin/python scripts/reference/signals_reference.py
-    (venv: pip install ai-edge-litert==2.1.4 numpy pillow)
+    python3 -m venv /tmp/sigref-venv
+    /tmp/sigref-venv/bin/pip install ai-edge-litert==2.1.4 numpy pillow
+    /tmp/sigref-venv/bin/python scripts/reference/signals_reference.py
+
+(used here: ai-edge-litert 2.1.4, numpy 2.4.6, pillow 13.0.0, Python 3.11.7; the output is deterministic).
 
 `--video FILE` instead prints per-frame signals of a video (decoded by
 ffmpeg to 320x240 RGB, as the agent analyses), to tune the thresholds of docs/SCORING.md.
