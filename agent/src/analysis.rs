@@ -1,4 +1,6 @@
-//! One frame in, one analysis result out: detector + scorer for one stream
+//! One frame in, one analysis result out: detector, the second-stage
+//! signals (`models::FrameAnalyzer`: talking, gaze, hand at the face, a
+//! second person; `[score]` says which run) and scorer for one stream
 //! (the camera, or one `/analyze` connection). The result is the wire type
 //! `proto::Analysis` (CONTRACTS.md "Analysis result"); the caller fills in
 //! the session and the recording flag.
@@ -6,7 +8,7 @@
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use models::{Detection, FaceDetector, RgbFrame, ScoreOutput, Scorer, Signals};
+use models::{Detection, FaceDetector, FrameAnalyzer, RgbFrame, ScoreOutput, Scorer, Signals};
 use proto::Analysis;
 use proto::analysis::AnalysisType;
 
@@ -21,24 +23,35 @@ pub fn reason(r: models::Reason) -> Reason {
         models::Reason::LookingAway => Reason::LookingAway,
         models::Reason::CameraCovered => Reason::CameraCovered,
         models::Reason::CameraLost => Reason::CameraLost,
+        models::Reason::Talking => Reason::Talking,
+        models::Reason::GazeAway => Reason::GazeAway,
+        models::Reason::HandAtFace => Reason::HandAtFace,
     }
 }
 
-/// Detector plus per-stream score state.
+/// Detector, the second-stage models (`models::FrameAnalyzer`) and the
+/// per-stream score state.
 pub struct Analyzer {
     detector: Box<dyn FaceDetector>,
+    signals: FrameAnalyzer,
     scorer: Scorer,
     pub device_id: String,
 }
 
 impl Analyzer {
-    pub fn new(detector: Box<dyn FaceDetector>, score: models::ScoreConfig, device_id: String) -> Self {
-        Self { detector, scorer: Scorer::new(score), device_id }
+    pub fn new(
+        detector: Box<dyn FaceDetector>,
+        signals: FrameAnalyzer,
+        score: models::ScoreConfig,
+        device_id: String,
+    ) -> Self {
+        Self { detector, signals, scorer: Scorer::new(score), device_id }
     }
 
     /// Starts a new baseline and a new temporal state (a new session).
     pub fn reset(&mut self) {
         self.scorer = Scorer::new(self.scorer.config().clone());
+        self.signals.reset();
     }
 
     pub fn threshold(&self) -> u8 {
@@ -60,7 +73,8 @@ impl Analyzer {
     ) -> Result<Analysis, models::DetectorError> {
         let started = Instant::now();
         let faces = self.detector.detect(frame)?;
-        let signals = Signals::from_frame(&faces, &frame.stats());
+        let more = self.signals.analyse(frame, &faces, t_ms)?;
+        let signals = Signals::from_frame(&faces, &frame.stats()).with(&more);
         let out = self.scorer.update(t_ms, &signals);
         Ok(self.describe(&faces, &signals, &out, frame_no, t_ms, ts, started))
     }
@@ -118,4 +132,27 @@ fn round1(v: f32) -> f32 {
 }
 fn round2(v: f32) -> f32 {
     (v * 100.0).round() / 100.0
+}
+
+/// Loads the second-stage models `[score]` turns on, from the folder of
+/// `model.path`, on the backend BlazeFace's load chose.
+pub fn load_signals(cfg: &crate::config::Validated, choice: &models::BackendChoice) -> Result<FrameAnalyzer, String> {
+    let dir = cfg.model_path.parent().unwrap_or(std::path::Path::new("."));
+    let backend = if choice.backend == "litert" { models::Backend::LiteRt } else { models::Backend::Tflite };
+    let lib = choice.library.as_deref().or(cfg.litert_lib.as_deref());
+    let models = models::SignalModels::load(&cfg.signals, dir, backend, lib, cfg.model_threads).map_err(|e| {
+        let hint = match e {
+            models::DetectorError::Read { .. } => " (run scripts/fetch-assets, or turn the signal off in [score])",
+            _ => "",
+        };
+        format!("{e}{hint}")
+    })?;
+    // Said once per process, not once per /analyze connection.
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        for why in &models.unavailable {
+            tracing::warn!(reason = %why, "signal unavailable on this backend");
+        }
+    });
+    Ok(FrameAnalyzer::new(cfg.signals.clone(), models))
 }

@@ -1,5 +1,7 @@
 //! The score-over-time plot of `invigil score --plot`: the score, the
-//! threshold and the incident spans, as SVG or PNG (by the file's extension).
+//! threshold, the incident spans and, in bands along the bottom, the frames
+//! that carry each behaviour reason (talking, gaze_away, hand_at_face,
+//! looking_away, …), as SVG or PNG (by the file's extension).
 //!
 //! Labels need a TrueType font: DejaVu Sans (Debian `fonts-dejavu-core`,
 //! installed by scripts/setup) or the file named by `INVIGIL_FONT`.
@@ -16,7 +18,19 @@ pub struct ScorePlot<'a> {
     pub threshold: u8,
     /// Incident spans in seconds.
     pub incidents: &'a [(f32, f32)],
+    /// Per reason, the spans (seconds) of frames that carry it.
+    pub reasons: &'a [(String, Vec<(f32, f32)>)],
 }
+
+/// Colours of the reason bands, in turn.
+const BAND_COLOURS: [RGBColor; 6] = [
+    RGBColor(148, 103, 189),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(23, 190, 207),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+];
 
 const FONT_PATHS: [&str; 2] =
     ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/TTF/DejaVuSans.ttf"];
@@ -78,6 +92,16 @@ where
         .map_err(|x| e(&x))?
         .label("incident")
         .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], incident.filled()));
+    // One band 4 points high per reason, from the bottom up.
+    for (i, (name, spans)) in p.reasons.iter().enumerate() {
+        let colour = BAND_COLOURS[i % BAND_COLOURS.len()];
+        let (y0, y1) = (i as f32 * 4.0, i as f32 * 4.0 + 3.0);
+        chart
+            .draw_series(spans.iter().map(|&(a, b)| Rectangle::new([(a, y0), (b.max(a + 0.02), y1)], colour.filled())))
+            .map_err(|x| e(&x))?
+            .label(name.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 3), (x + 16, y + 3)], colour.filled()));
+    }
     let thr = p.threshold as f32;
     chart
         .draw_series(LineSeries::new([(0.0, thr), (end, thr)], RED.stroke_width(1)))

@@ -17,7 +17,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use models::blazeface::{self, Letterbox};
-use models::{FaceDetector, RgbFrame, ScoreConfig, Scorer, Signals, TfliteDetector};
+use models::net::{FACE_LANDMARK_SPEC, FULL_RANGE_SPEC, IRIS_SPEC, PALM_SPEC};
+use models::roi::{self, Border, CropSpec, Range, Region};
+use models::{
+    Backend, FaceDetector, FrameAnalyzer, ModelSpec, Net, RgbFrame, ScoreConfig, Scorer, SignalConfig, SignalModels,
+    Signals, TfliteDetector,
+};
 use tflite::ops::builtin::BuiltinOpResolver;
 use tflite::{FlatBufferModel, InterpreterBuilder};
 
@@ -217,6 +222,8 @@ fn main() {
         row(name, &time(iters, |_| interp.invoke().unwrap()), "");
     }
 
+    second_stage(&frames, iters);
+
     for threads in [1, 2] {
         let name = format!("litert {threads} thread(s)");
         if !wanted(&name) {
@@ -228,5 +235,89 @@ fn main() {
         row(&format!("{name}: bare inference"), &bare, "");
         let all = full(&mut det, &frames, iters);
         row(&format!("{name}: full frame"), &all, &overhead(&all, &bare, threads));
+    }
+}
+
+/// The second-stage models one at a time (crop + inference, one thread,
+/// each backend that can run it), and the whole per-frame analysis with
+/// every signal at its default rate against BlazeFace alone, averaged over
+/// frames (`FrameAnalyzer` on 30 FPS timestamps).
+fn second_stage(frames: &[Vec<u8>], iters: usize) {
+    let frame = |i: usize| RgbFrame::packed(W, H, &frames[i % frames.len()]).unwrap();
+    let mut bf = TfliteDetector::load(&asset("models/face_detection_short_range.tflite"), 1).unwrap();
+    let face = bf.detect(&frame(0)).unwrap().remove(0);
+    let face_region = models::facemesh::face_region(&face);
+    let eye_region = Region { cx: face_region.cx, cy: face_region.cy, side: face_region.side / 4.0, angle: 0.0 };
+    let cases: [(&str, &str, &ModelSpec, CropSpec, Region); 4] = [
+        ("face_landmark", "face_landmark.tflite", &FACE_LANDMARK_SPEC, models::facemesh::FACE_CROP, face_region),
+        ("iris (one eye)", "iris_landmark.tflite", &IRIS_SPEC, models::facemesh::EYE_CROP, eye_region),
+        (
+            "palm_detection_lite",
+            "palm_detection_lite.tflite",
+            &PALM_SPEC,
+            CropSpec { size: 192, border: Border::Zero, range: Range::Unit, mirror: false },
+            models::frame::palm_region(&face),
+        ),
+        (
+            "face_detection_full_range",
+            "face_detection_full_range.tflite",
+            &FULL_RANGE_SPEC,
+            CropSpec { size: 192, border: Border::Zero, range: Range::Signed, mirror: false },
+            Region::whole(W, H),
+        ),
+    ];
+    for (label, file, spec, crop, region) in cases {
+        for backend in [Backend::Tflite, Backend::LiteRt] {
+            let name = format!(
+                "{label} {} 1 thread(s): crop + inference",
+                if backend == Backend::LiteRt { "litert" } else { "tflite" }
+            );
+            if !wanted(&name) {
+                continue;
+            }
+            let Ok(mut net) = Net::load(backend, None, &asset(&format!("models/{file}")), 1, spec) else {
+                println!("| {name} | | | | | does not load on this backend |");
+                continue;
+            };
+            let mut t = vec![0f32; crop.size * crop.size * 3];
+            let stats = time(iters, |i| {
+                roi::crop(&frame(i), &region, &crop, &mut t);
+                std::hint::black_box(net.run(|input| input.copy_from_slice(&t)).unwrap());
+            });
+            row(&name, &stats, "");
+        }
+    }
+    // The agent's per-frame work with every signal on at its default rate,
+    // on LiteRT (where all four run), against BlazeFace alone.
+    let name = "per frame at 30 FPS litert 1 thread(s): BlazeFace + all signals at default rates";
+    if !wanted(name) || models::LiteRt::load(None).is_err() {
+        return;
+    }
+    let mut det = models::LiteRtDetector::load(&asset("models/face_detection_short_range.tflite"), 1).unwrap();
+    let dir = asset("models");
+    for cfg in [SignalConfig::off(), SignalConfig::default()] {
+        let on = cfg.talking;
+        let models = SignalModels::load(&cfg, &dir, Backend::LiteRt, None, 1).unwrap();
+        let mut fa = FrameAnalyzer::new(cfg, models);
+        let mut scorer = Scorer::new(ScoreConfig::default());
+        // Mean, not median: the second-stage models run on some frames only.
+        let n = iters.max(60);
+        let start = std::time::Instant::now();
+        let cpu0 = thread_cpu_time();
+        for i in 0..n {
+            let f = frame(i);
+            let t_ms = i as u64 * 1000 / 30;
+            let faces = det.detect(&f).unwrap();
+            let s = fa.analyse(&f, &faces, t_ms).unwrap();
+            let signals = Signals::from_frame(&faces, &f.stats()).with(&s);
+            std::hint::black_box(scorer.update(t_ms, &signals));
+        }
+        let wall = start.elapsed().as_secs_f64() * 1e3 / n as f64;
+        let cpu = (thread_cpu_time() - cpu0).as_secs_f64() * 1e3 / n as f64;
+        let label = if on { "all signals on" } else { "signals off (BlazeFace alone)" };
+        println!(
+            "| per frame at 30 FPS, litert 1 thread, {label} | | {wall:.3} (mean) | | {cpu:.3} (mean) | {:.1}% of a core at 30 FPS |",
+            cpu * 30.0 / 10.0
+        );
     }
 }

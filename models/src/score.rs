@@ -10,7 +10,9 @@
 //!    tolerance, 10 at 1.5 times it) from the session's baseline pose.
 //! 2. **Baseline**: during the first `calibration_ms` of a session the median
 //!    pose of single-face frames becomes "facing the screen", clamped so a
-//!    student who starts the exam looking away does not set a wrong baseline.
+//!    student who starts the exam looking away does not set a wrong baseline;
+//!    frames turned beyond `max_calibration_yaw_deg` do not count, and when
+//!    they are the majority the baseline is the camera's axis (0, 0).
 //!    Looking down at the paper is therefore not looking away.
 //! 3. **Smoothing**: an exponential moving average with time constant `smoothing_ms`.
 //! 4. **Persistence**: a fall below `threshold` must last `persistence_ms`
@@ -23,6 +25,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::blazeface::Detection;
+use crate::frame::FrameSignals;
 use crate::image::FrameStats;
 use crate::pose::Pose;
 
@@ -35,6 +38,12 @@ pub enum Reason {
     LookingAway,
     CameraCovered,
     CameraLost,
+    /// The mouth moves as in speech (see [`crate::signals::Talking`]).
+    Talking,
+    /// The eyes point away while the head faces the screen.
+    GazeAway,
+    /// A palm over the ear or the mouth.
+    HandAtFace,
 }
 
 impl Reason {
@@ -45,6 +54,9 @@ impl Reason {
             Reason::LookingAway => "looking_away",
             Reason::CameraCovered => "camera_covered",
             Reason::CameraLost => "camera_lost",
+            Reason::Talking => "talking",
+            Reason::GazeAway => "gaze_away",
+            Reason::HandAtFace => "hand_at_face",
         }
     }
 }
@@ -59,6 +71,11 @@ pub struct Signals {
     pub covered: bool,
     /// No frame arrived: the camera is gone or the pipeline failed.
     pub lost: bool,
+    /// The second-stage signals ([`crate::frame::FrameSignals`]). Talking
+    /// carries since when (stream ms): its window counts as persistence.
+    pub talking_since: Option<u64>,
+    pub gaze_away: bool,
+    pub hand_at_face: bool,
 }
 
 impl Signals {
@@ -67,8 +84,27 @@ impl Signals {
             num_faces: detections.len(),
             pose: detections.first().and_then(Pose::from_detection),
             covered: stats.covered(),
-            lost: false,
+            ..Default::default()
         }
+    }
+
+    /// Adds what the second-stage models found: the landmarks' yaw replaces
+    /// the keypoints' (it sees a profile as one), the full-range detector's
+    /// faces count when it finds more than BlazeFace's one or more, and the
+    /// three new conditions.
+    pub fn with(mut self, f: &FrameSignals) -> Self {
+        if let (Some(p), Some(yaw)) = (self.pose.as_mut(), f.yaw_deg) {
+            p.yaw_deg = yaw;
+        }
+        // Only people beyond the first face: with no face of its own the
+        // frame stays `no_face` (a face without a pose would score 100).
+        if self.num_faces >= 1 {
+            self.num_faces = self.num_faces.max(f.full_range_faces.unwrap_or(0));
+        }
+        self.talking_since = f.talking_since;
+        self.gaze_away = f.gaze_away;
+        self.hand_at_face = f.hand_at_face;
+        self
     }
 
     pub fn camera_lost() -> Self {
@@ -99,6 +135,17 @@ pub struct ScoreConfig {
     pub recovery_margin: u8,
     /// ... for this long. Default 1000 ms.
     pub recovery_ms: u64,
+    /// Only frames with the head turned at most this far count towards
+    /// the baseline, so a head turned from the first second does not
+    /// become "facing the screen". Default 25°.
+    pub max_calibration_yaw_deg: f32,
+    /// Instant score of a frame with `talking`. Default 20.
+    pub talking_score: f32,
+    /// Instant score of a frame with `hand_at_face`. Default 20.
+    pub hand_score: f32,
+    /// Instant score of a frame with `gaze_away` (counted only while the
+    /// head's pose costs nothing). Default 30.
+    pub gaze_score: f32,
 }
 
 impl Default for ScoreConfig {
@@ -114,6 +161,10 @@ impl Default for ScoreConfig {
             baseline_pitch_range: (-10.0, 30.0),
             recovery_margin: 10,
             recovery_ms: 1000,
+            max_calibration_yaw_deg: 25.0,
+            talking_score: 20.0,
+            hand_score: 20.0,
+            gaze_score: 30.0,
         }
     }
 }
@@ -129,12 +180,32 @@ pub fn instant_score(s: &Signals, baseline: Pose, cfg: &ScoreConfig) -> (f32, Ve
     match s.num_faces {
         0 => (0.0, vec![Reason::NoFace]),
         1 => {
-            let Some(p) = s.pose else { return (100.0, vec![]) };
-            let away = ((p.yaw_deg - baseline.yaw_deg).abs() / cfg.yaw_tolerance_deg)
-                .max((p.pitch_deg - baseline.pitch_deg).abs() / cfg.pitch_tolerance_deg);
-            // 100 up to half the tolerance, 50 at the tolerance, 10 from 1.4 times it.
-            let score = if away <= 0.5 { 100.0 } else { (100.0 - (away - 0.5) * 100.0).max(10.0) };
-            let reasons = if away > 1.0 { vec![Reason::LookingAway] } else { vec![] };
+            let (mut score, mut reasons) = (100.0, vec![]);
+            let mut head_ok = true;
+            if let Some(p) = s.pose {
+                let away = ((p.yaw_deg - baseline.yaw_deg).abs() / cfg.yaw_tolerance_deg)
+                    .max((p.pitch_deg - baseline.pitch_deg).abs() / cfg.pitch_tolerance_deg);
+                // 100 up to half the tolerance, 50 at the tolerance, 10 from 1.4 times it.
+                if away > 0.5 {
+                    score = (100.0 - (away - 0.5) * 100.0).max(10.0);
+                    head_ok = false;
+                }
+                if away > 1.0 {
+                    reasons.push(Reason::LookingAway);
+                }
+            }
+            // Each condition caps the score; the reasons name all that apply.
+            let mut cap = |on: bool, value: f32, reason: Reason| {
+                if on {
+                    score = f32::min(score, value);
+                    reasons.push(reason);
+                }
+            };
+            cap(s.talking_since.is_some(), cfg.talking_score, Reason::Talking);
+            cap(s.hand_at_face, cfg.hand_score, Reason::HandAtFace);
+            // Eyes away count only while the head faces the screen; a
+            // turned head is looking_away's.
+            cap(s.gaze_away && head_ok, cfg.gaze_score, Reason::GazeAway);
             (score, reasons)
         }
         _ => (25.0, vec![Reason::MultipleFaces]),
@@ -173,6 +244,8 @@ pub struct Scorer {
     high_since: Option<u64>,
     alert_reasons: Vec<Reason>,
     calibration: Vec<Pose>,
+    /// Single-face frames seen while calibrating, frontal or not.
+    calibration_frames: usize,
     baseline: Option<Pose>,
 }
 
@@ -188,6 +261,7 @@ impl Scorer {
             high_since: None,
             alert_reasons: Vec::new(),
             calibration: Vec::new(),
+            calibration_frames: 0,
             baseline: None,
         }
     }
@@ -204,7 +278,10 @@ impl Scorer {
         if let (1, Some(p)) = (s.num_faces, s.pose)
             && !s.covered
         {
-            self.calibration.push(p);
+            self.calibration_frames += 1;
+            if p.yaw_deg.abs() <= self.cfg.max_calibration_yaw_deg {
+                self.calibration.push(p);
+            }
         }
         // While calibrating, the median so far is the provisional baseline,
         // so the first seconds are scored against the student's own posture.
@@ -218,6 +295,12 @@ impl Scorer {
     }
 
     fn median_baseline(&self) -> Pose {
+        // Mostly turned while calibrating: the head was turned from the
+        // start, and its few frontal-looking frames are the model's noise.
+        // The camera's own axis is the baseline then.
+        if self.calibration.len() * 2 < self.calibration_frames {
+            return Pose::default();
+        }
         let median = |mut v: Vec<f32>| -> f32 {
             if v.is_empty() {
                 return 0.0;
@@ -258,7 +341,13 @@ impl Scorer {
 
         if !self.alert {
             if self.ema < thr {
-                let since = *self.low_since.get_or_insert(t);
+                // Talking was judged over its window: that time counts
+                // towards persistence (one open mouth never gets there).
+                let from = match s.talking_since {
+                    Some(ts) if reasons.contains(&Reason::Talking) => ts.min(t),
+                    _ => t,
+                };
+                let since = *self.low_since.get_or_insert(from);
                 if !reasons.is_empty() {
                     self.alert_reasons = reasons.clone();
                 }
@@ -421,9 +510,13 @@ mod tests {
     fn a_baseline_far_off_is_clamped() {
         let mut sc = Scorer::new(ScoreConfig::default());
         let mut t = 0;
-        let out = feed(&mut sc, &mut t, 3500, &turned(70.0));
+        let out = feed(&mut sc, &mut t, 3500, &turned(20.0));
         assert_eq!(out.last().unwrap().baseline.yaw_deg, 15.0);
-        // 70° from a 15° baseline is still looking away.
+        assert!(!out.last().unwrap().alert);
+        let mut sc = Scorer::new(ScoreConfig::default());
+        let out = feed(&mut sc, &mut t, 3500, &turned(70.0));
+        // A head turned from the start is not a baseline at all: it stays 0.
+        assert_eq!(out.last().unwrap().baseline.yaw_deg, 0.0);
         assert!(out.last().unwrap().alert);
         assert_eq!(out.last().unwrap().reasons, vec![Reason::LookingAway]);
     }
@@ -442,5 +535,50 @@ mod tests {
         sc.update(1000, &facing());
         let o = sc.update(500, &facing());
         assert_eq!(o.score, 100);
+    }
+
+    #[test]
+    fn talking_a_hand_and_eyes_away_cap_the_score_with_their_reasons() {
+        let (cfg, b) = (ScoreConfig::default(), Pose::default());
+        let talking = Signals { talking_since: Some(0), ..facing() };
+        assert_eq!(instant_score(&talking, b, &cfg), (20.0, vec![Reason::Talking]));
+        let hand = Signals { hand_at_face: true, ..facing() };
+        assert_eq!(instant_score(&hand, b, &cfg), (20.0, vec![Reason::HandAtFace]));
+        let eyes = Signals { gaze_away: true, ..facing() };
+        assert_eq!(instant_score(&eyes, b, &cfg), (30.0, vec![Reason::GazeAway]));
+        // With the head turned, the eyes are the head's business.
+        let turned_eyes = Signals { gaze_away: true, ..turned(45.0) };
+        assert_eq!(instant_score(&turned_eyes, b, &cfg), (10.0, vec![Reason::LookingAway]));
+        let all = Signals { talking_since: Some(0), hand_at_face: true, ..turned(20.0) };
+        assert_eq!(instant_score(&all, b, &cfg), (20.0, vec![Reason::Talking, Reason::HandAtFace]));
+    }
+
+    #[test]
+    fn talking_counts_its_window_as_persistence() {
+        let mut sc = Scorer::new(ScoreConfig::default());
+        let mut t = 0;
+        feed(&mut sc, &mut t, 5000, &facing());
+        // Recognised now, over a window that began 2 s ago.
+        let talking = Signals { talking_since: Some(t - 2000), ..facing() };
+        let out = feed(&mut sc, &mut t, 3000, &talking);
+        let first_low = out.iter().position(|o| o.alert).expect("goes under");
+        // Only the average's fall (about 0.5 s from 100 to 50 towards 20).
+        assert!((first_low as u64 * FRAME_MS) < 800, "went under after {} ms", first_low as u64 * FRAME_MS);
+        assert_eq!(out.last().unwrap().reasons, vec![Reason::Talking]);
+    }
+
+    #[test]
+    fn a_head_turned_for_most_of_the_calibration_does_not_become_the_baseline() {
+        let mut sc = Scorer::new(ScoreConfig::default());
+        let mut t = 0;
+        // Mostly in profile (40°), a few noisy frontal-looking frames.
+        for i in 0..100 {
+            let yaw = if i % 4 == 0 { 5.0 } else { 40.0 };
+            sc.update(t, &turned(yaw));
+            t += FRAME_MS;
+        }
+        let o = sc.update(t, &turned(40.0));
+        assert_eq!(o.baseline, Pose::default());
+        assert_eq!(o.reasons, vec![Reason::LookingAway]);
     }
 }

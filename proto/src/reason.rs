@@ -17,6 +17,12 @@ pub enum Reason {
     CameraLost,
     /// The desk's call button was pressed (GPIO): an incident of its own.
     HelpRequested,
+    /// The mouth moves as in speech.
+    Talking,
+    /// The eyes point away while the head faces the screen.
+    GazeAway,
+    /// A palm over the ear or the mouth.
+    HandAtFace,
     /// A name this build does not know (snake case, at most
     /// [`MAX_REASON_LEN`] characters).
     Other(String),
@@ -24,14 +30,18 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason this build knows, in a stable order (the hub stores a
-    /// score's reasons as bits in this order).
-    pub const KNOWN: [Reason; 6] = [
+    /// score's reasons as bits in this order). New reasons are appended,
+    /// never inserted: a bit once given keeps its meaning.
+    pub const KNOWN: [Reason; 9] = [
         Reason::NoFace,
         Reason::MultipleFaces,
         Reason::LookingAway,
         Reason::CameraCovered,
         Reason::CameraLost,
         Reason::HelpRequested,
+        Reason::Talking,
+        Reason::GazeAway,
+        Reason::HandAtFace,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -42,6 +52,9 @@ impl Reason {
             Reason::CameraCovered => "camera_covered",
             Reason::CameraLost => "camera_lost",
             Reason::HelpRequested => "help_requested",
+            Reason::Talking => "talking",
+            Reason::GazeAway => "gaze_away",
+            Reason::HandAtFace => "hand_at_face",
             Reason::Other(s) => s,
         }
     }
@@ -102,9 +115,9 @@ mod tests {
             let json = serde_json::to_string(&r).unwrap();
             assert_eq!(serde_json::from_str::<Reason>(&json).unwrap(), r);
         }
-        let r: Reason = serde_json::from_str("\"talking\"").unwrap();
-        assert_eq!(r, Reason::Other("talking".into()));
-        assert_eq!(serde_json::to_string(&r).unwrap(), "\"talking\"");
+        let r: Reason = serde_json::from_str("\"phone\"").unwrap();
+        assert_eq!(r, Reason::Other("phone".into()));
+        assert_eq!(serde_json::to_string(&r).unwrap(), "\"phone\"");
         assert!(serde_json::from_str::<Reason>("\"Robert'); DROP TABLE\"").is_err());
         assert!(serde_json::from_str::<Reason>(&format!("\"{}\"", "a".repeat(41))).is_err());
     }
@@ -114,5 +127,28 @@ mod tests {
         let bits = Reason::NoFace.bit().unwrap() | Reason::CameraLost.bit().unwrap();
         assert_eq!(Reason::from_bits(bits), vec![Reason::NoFace, Reason::CameraLost]);
         assert_eq!(Reason::Other("x".into()).bit(), None);
+    }
+
+    #[test]
+    fn the_bits_of_the_first_six_reasons_never_move_and_new_ones_follow() {
+        let names: Vec<&str> = Reason::KNOWN.iter().map(Reason::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "no_face",
+                "multiple_faces",
+                "looking_away",
+                "camera_covered",
+                "camera_lost",
+                "help_requested",
+                "talking",
+                "gaze_away",
+                "hand_at_face"
+            ]
+        );
+        assert_eq!(Reason::HelpRequested.bit(), Some(1 << 5));
+        assert_eq!(Reason::Talking.bit(), Some(1 << 6));
+        assert_eq!(Reason::HandAtFace.bit(), Some(1 << 8));
+        assert_eq!(Reason::from_bits(1 << 7), vec![Reason::GazeAway]);
     }
 }

@@ -72,7 +72,7 @@ fn a_batch_keeps_the_names_exam_platforms_accept() {
                 num_faces: 0,
                 yaw_deg: None,
                 pitch_deg: None,
-                reasons: vec![Reason::NoFace, Reason::Other("talking".into())],
+                reasons: vec![Reason::NoFace, Reason::Talking, Reason::Other("phone".into())],
             },
         ],
         incidents: vec![Incident::new(

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Headless Chromium with a fake camera fed from carphone_pristine.mp4 runs an
+# Headless Chromium with a fake camera fed from calm_desk.mp4 (a calm desk, made
+# by scripts/fetch-assets; carphone's man talks and is flagged) runs an
 # exam page that streams JPEG data URLs at 30 FPS to the agent's /analyze;
 # replies must come back one per frame, in order, mostly scoring 50 or more.
 # Installs Debian's chromium and npm's playwright-core if missing.
@@ -26,7 +27,7 @@ fi
 tmp=$(mktemp -d)
 cleanup() { kill "${agent:-}" "${web:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
-ffmpeg -v error -stream_loop 3 -i assets/carphone_pristine.mp4 -vf scale=640:480,setsar=1 -pix_fmt yuv420p "$tmp/cam.y4m"
+ffmpeg -v error -i assets/calm_desk.mp4 -vf setsar=1 -pix_fmt yuv420p "$tmp/cam.y4m"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 aport=$(port); wport=$(port)
 cat > "$tmp/desk.toml" <<TOML

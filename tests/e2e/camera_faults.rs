@@ -54,6 +54,9 @@ fn a_camera_stream_that_ends_is_an_incident_then_the_camera_is_restarted() {
             ("spool", "commit_interval_ms = 200"),
             ("server", "listen = \"127.0.0.1:0\""),
             ("session", "always_on = true"),
+            // The camera is carphone, whose man talks the whole time
+            // (tests/e2e/score_video.rs); this test is about the camera.
+            ("score", "talking = false"),
         ],
     );
     let agent = Agent::start(dir.path(), &config);

@@ -13,7 +13,14 @@ fn run_on_carphone_spools_high_scores_and_stops_cleanly_on_sigint() {
     let config = desk_config(
         dir.path(),
         &asset("assets/carphone_pristine.mp4"),
-        &[("", "device_id = \"e2e-desk\""), ("spool", "commit_interval_ms = 200"), ("session", "always_on = true")],
+        // carphone's man talks the whole time (tests/e2e/score_video.rs);
+        // this test is about the spool, so it scores head and faces only.
+        &[
+            ("", "device_id = \"e2e-desk\""),
+            ("spool", "commit_interval_ms = 200"),
+            ("session", "always_on = true"),
+            ("score", "talking = false"),
+        ],
     );
     let agent = Agent::start(dir.path(), &config);
     // 150 frames: past the end of the 120-frame file, so looping is exercised.

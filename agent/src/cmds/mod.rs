@@ -52,7 +52,8 @@ pub fn analyzer_and_backend(cfg: &Validated) -> Result<(Analyzer, models::Backen
                 };
                 Failure::runtime(format!("{e}{hint}"))
             })?;
-    Ok((Analyzer::new(det, cfg.score.clone(), cfg.device_id.clone()), choice))
+    let signals = crate::analysis::load_signals(cfg, &choice).map_err(Failure::runtime)?;
+    Ok((Analyzer::new(det, signals, cfg.score.clone(), cfg.device_id.clone()), choice))
 }
 
 /// The config with `auto` resolved to what `choice` found, so that later

@@ -26,6 +26,8 @@ pub fn run(video: &Path, json: Option<&Path>, plot: Option<&Path>, config: Optio
         return Err(Failure::usage(format!("--plot {}: use a .svg or .png file name", p.display())));
     }
     let mut points: Vec<(f32, u8)> = Vec::new();
+    // Per reason, spans of consecutive frames that carry it (for the plot).
+    let mut bands: Vec<(String, Vec<(f32, f32)>)> = Vec::new();
     // A missing file is bad usage (exit 2), named before anything loads.
     if let Err(e) = std::fs::metadata(video) {
         return Err(Failure::usage(format!("video {}: {e}", video.display())));
@@ -73,6 +75,7 @@ pub fn run(video: &Path, json: Option<&Path>, plot: Option<&Path>, config: Optio
                 let a = analyzer.analyse(&frame, f.frame, t_ms, ts).map_err(Failure::runtime)?;
                 frames += 1;
                 points.push((t_ms as f32 / 1000.0, a.focus_score));
+                mark_reasons(&mut bands, &a.reasons, t_ms as f32 / 1000.0, last_t as f32 / 1000.0);
                 if frames % 10 == 0 {
                     bar.set_position(t_ms);
                     bar.set_message(format!("frame {frames}, score {}", a.focus_score));
@@ -155,7 +158,13 @@ pub fn run(video: &Path, json: Option<&Path>, plot: Option<&Path>, config: Optio
         let title = format!("{}: focus score", video.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
         crate::plot::write(
             p,
-            &crate::plot::ScorePlot { title: &title, points: &points, threshold, incidents: &incidents },
+            &crate::plot::ScorePlot {
+                title: &title,
+                points: &points,
+                threshold,
+                incidents: &incidents,
+                reasons: &bands,
+            },
         )
         .map_err(Failure::runtime)?;
         println!("plot:       {}", p.display());
@@ -164,6 +173,26 @@ pub fn run(video: &Path, json: Option<&Path>, plot: Option<&Path>, config: Optio
         None => Ok(()),
         Some(m) => {
             Err(Failure::runtime(format!("video {}: {m}; the {frames} frames before it were scored", video.display())))
+        }
+    }
+}
+
+/// Extends the band of each reason `reasons` carries to the frame at `t`
+/// (a new span when the previous frame, at `prev`, did not carry it).
+fn mark_reasons(bands: &mut Vec<(String, Vec<(f32, f32)>)>, reasons: &[crate::domain::Reason], t: f32, prev: f32) {
+    for r in reasons {
+        let name = r.as_str();
+        let i = match bands.iter().position(|(n, _)| n == name) {
+            Some(i) => i,
+            None => {
+                bands.push((name.to_string(), Vec::new()));
+                bands.len() - 1
+            }
+        };
+        let spans = &mut bands[i].1;
+        match spans.last_mut() {
+            Some(s) if s.1 >= prev - 1e-3 => s.1 = t,
+            _ => spans.push((t, t)),
         }
     }
 }

@@ -9,6 +9,9 @@ use serde::Deserialize;
 
 use crate::credentials::{HUB_TOKEN, SERVER_TOKEN};
 
+mod score;
+pub use score::Score;
+
 /// Where `invigil run` looks when `--config` is not given.
 pub const SYSTEM_CONFIG: &str = "/etc/invigil/config.toml";
 /// Data folder of the built-in defaults (relative to the working directory).
@@ -76,23 +79,6 @@ pub struct Model {
 impl Default for Model {
     fn default() -> Self {
         Self { backend: "auto".into(), path: None, litert_lib: None, threads: 1 }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Score {
-    /// Default 50.
-    pub threshold: u8,
-    /// Default 1500.
-    pub persistence_ms: u64,
-    /// Default 500.
-    pub smoothing_ms: u64,
-}
-
-impl Default for Score {
-    fn default() -> Self {
-        Self { threshold: 50, persistence_ms: 1500, smoothing_ms: 500 }
     }
 }
 
@@ -244,6 +230,8 @@ pub struct Validated {
     /// `model.litert_lib`; None: LiteRT's own search (models::LiteRt::load).
     pub litert_lib: Option<PathBuf>,
     pub score: models::ScoreConfig,
+    /// Which second-stage signals run, and how often (`[score]`).
+    pub signals: models::SignalConfig,
     pub clips_dir: PathBuf,
     pub clip_length_s: u32,
     pub preroll_s: u32,
@@ -346,16 +334,7 @@ impl Config {
         if !(1..=8).contains(&self.model.threads) {
             return Err(err("model.threads", format!("{} is out of range; use 1 to 8", self.model.threads)));
         }
-        let s = &self.score;
-        if !(1..=99).contains(&s.threshold) {
-            return Err(err("score.threshold", format!("{} is out of range; use 1 to 99, such as 50", s.threshold)));
-        }
-        if s.persistence_ms > 60_000 {
-            return Err(err("score.persistence_ms", format!("{} is over a minute; use e.g. 1500", s.persistence_ms)));
-        }
-        if s.smoothing_ms > 10_000 {
-            return Err(err("score.smoothing_ms", format!("{} is over 10 s; use e.g. 500", s.smoothing_ms)));
-        }
+        let (score, signals) = self.score.validate().map_err(|(field, m)| err(field, m))?;
         let c = &self.clips;
         if !(2..=120).contains(&c.length_s) {
             return Err(err("clips.length_s", format!("{} is out of range; use 2 to 120, such as 10", c.length_s)));
@@ -446,12 +425,8 @@ impl Config {
             model_threads: self.model.threads,
             model_backend,
             litert_lib: self.model.litert_lib.clone(),
-            score: models::ScoreConfig {
-                threshold: s.threshold,
-                persistence_ms: s.persistence_ms,
-                smoothing_ms: s.smoothing_ms,
-                ..Default::default()
-            },
+            score,
+            signals,
             clips_dir: c.dir.clone().unwrap_or_else(|| data.join("clips")),
             clip_length_s: c.length_s,
             preroll_s: c.preroll_s,

@@ -18,6 +18,12 @@ fn empty_config_gives_the_documented_defaults() {
     assert_eq!(v.source, pipeline::Source::Test);
     assert_eq!(v.score.threshold, 50);
     assert_eq!(v.score.persistence_ms, 1500);
+    assert_eq!(v.signals, models::SignalConfig::default());
+    assert!(v.signals.talking && v.signals.gaze && v.signals.hand_at_face && v.signals.second_person);
+    assert_eq!(
+        (v.signals.landmarks_hz, v.signals.iris_hz, v.signals.palm_hz, v.signals.full_range_hz),
+        (15.0, 5.0, 2.0, 1.0)
+    );
     assert_eq!(v.clip_length_s, 10);
     assert_eq!(v.preroll_s, 3);
     assert_eq!(v.clips_max_per_session, 30);
@@ -50,6 +56,8 @@ fn bad_values_name_the_field_and_a_good_value() {
         ("[camera]\nfps = 0\n", "camera.fps"),
         ("[camera]\nmains_hz = 55\n", "camera.mains_hz"),
         ("[score]\nthreshold = 0\n", "score.threshold"),
+        ("[score]\nlandmarks_hz = 0\n", "score.landmarks_hz"),
+        ("[score]\npalm_hz = 100\n", "score.palm_hz"),
         ("[clips]\npreroll_s = 12\n", "clips.preroll_s"),
         ("[clips]\nmax_per_session = 20000\n", "clips.max_per_session"),
         ("[clips]\nkeep_uploaded_h = 9000\n", "clips.keep_uploaded_h"),
@@ -98,4 +106,14 @@ fn the_model_backend_is_auto_unless_chosen() {
     assert_eq!(v.litert_lib.as_deref(), Some(Path::new("/opt/lib/libLiteRt.so")));
     let v = Config::parse("[model]\nbackend = \"tflite\"\n", "c.toml").unwrap().validate("c.toml").unwrap();
     assert_eq!(v.model_backend, models::Backend::Tflite);
+}
+
+#[test]
+fn each_signal_can_be_turned_off_and_its_rate_set() {
+    let text =
+        "[score]\ntalking = false\ngaze = false\nhand_at_face = false\nsecond_person = false\nlandmarks_hz = 10\n";
+    let v = Config::parse(text, "x").unwrap().validate("x").unwrap();
+    assert_eq!(v.signals, models::SignalConfig { landmarks_hz: 10.0, ..models::SignalConfig::off() });
+    let e = Config::parse("[score]\ntalkng = false\n", "x").unwrap_err().to_string();
+    assert!(e.contains("talkng"), "{e}");
 }

@@ -96,7 +96,12 @@ pub fn root() -> std::path::PathBuf {
 pub fn analyzer() -> Result<agent::analysis::Analyzer, String> {
     let det = models::TfliteDetector::load(&root().join("models/face_detection_short_range.tflite"), 1)
         .map_err(|e| e.to_string())?;
-    Ok(agent::analysis::Analyzer::new(Box::new(det), models::ScoreConfig::default(), "test-desk".into()))
+    let dir = root().join("models");
+    let cfg = models::SignalConfig::default();
+    let signals =
+        models::SignalModels::load(&cfg, &dir, models::Backend::Tflite, None, 1).map_err(|e| e.to_string())?;
+    let signals = models::FrameAnalyzer::new(cfg, signals);
+    Ok(agent::analysis::Analyzer::new(Box::new(det), signals, models::ScoreConfig::default(), "test-desk".into()))
 }
 
 /// The astronaut photo (one frontal face) as packed RGB: (width, height, bytes).
