@@ -222,8 +222,9 @@ fn machine_busy_s() -> f64 {
 
 /// This process's CPU time so far, in seconds.
 fn own_cpu_s() -> f64 {
-    // SAFETY: getrusage fills the struct it is given.
+    // SAFETY: `rusage` is a plain C struct of integers; all zeros is valid.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct it is given, a valid out-pointer.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
     t(ru.ru_utime) + t(ru.ru_stime)

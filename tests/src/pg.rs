@@ -209,13 +209,14 @@ fn start_cluster(extra: &[&str], prepare: impl FnOnce(&Path)) -> (String, PathBu
     }
     let owner = run_as();
     if let Some((uid, gid)) = owner {
-        // SAFETY: chown on paths we just created.
         for p in [&root, &sock, &root.join("server.key"), &root.join("server.crt")] {
             if !p.exists() {
                 continue;
             }
             let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-            assert_eq!(unsafe { libc::chown(c.as_ptr(), uid, gid) }, 0, "chown {}", p.display());
+            // SAFETY: `c` is a valid NUL-terminated path of a file we just created.
+            let r = unsafe { libc::chown(c.as_ptr(), uid, gid) };
+            assert_eq!(r, 0, "chown {}", p.display());
         }
     }
     let mut initdb = Command::new(bin.join("initdb"));

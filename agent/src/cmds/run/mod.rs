@@ -140,7 +140,14 @@ fn server_state(
     sync: Option<&crate::sync::SyncHandle>,
     upload: &crate::upload::UploadHandle,
 ) -> Arc<crate::server::Shared> {
-    let c = cfg.clone();
+    // `/analyze` connections (the older browser protocol) score with the
+    // face detector alone: the second-stage models cost about 65 MB per
+    // connection, and up to 16 connections would not fit a Pi's memory.
+    let mut c = cfg.clone();
+    c.signals.talking = false;
+    c.signals.gaze = false;
+    c.signals.hand_at_face = false;
+    c.signals.second_person = false;
     let factory: crate::server::AnalyzerFactory = Arc::new(move || super::analyzer(&c).map_err(|f| f.message));
     let mut shared = crate::server::Shared::new(factory, token, Default::default());
     shared.writer = Some(writer.stats.clone());
