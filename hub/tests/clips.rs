@@ -157,8 +157,10 @@ async fn a_box_cannot_upload_for_another_desk_or_name_a_key_and_bad_sizes_store_
     // No route lets a box name a storage key.
     let (st, _) = put(&h, &t1, "/api/device/clips/ex1-desk-2/s-2/x.mp4", small.clone()).await;
     assert_eq!(st, 404);
-    // Over the size limit, from Content-Length.
-    let (st, e) = put(&h, &t1, "/api/device/incidents/desk-1-i1/clips/0", clip_bytes(2 << 20)).await;
+    // Over the size limit, from Content-Length: 8 MiB, more than the
+    // socket buffers hold, so the client is still writing when the hub
+    // refuses; it must read the 413, not a broken pipe.
+    let (st, e) = put(&h, &t1, "/api/device/incidents/desk-1-i1/clips/0", clip_bytes(8 << 20)).await;
     assert_eq!(st, 413, "{e}");
     // Without Content-Length (a chunked stream).
     let reply = raw(h.running.addr, &format!("PUT /api/device/incidents/desk-1-i1/clips/0 HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {t1}\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n"), true).await;

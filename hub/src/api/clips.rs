@@ -15,6 +15,9 @@
 //! 5. then records the clip and answers `proto::Clip` (`url` is this hub's
 //!    playback path). A re-upload of the same part replaces it.
 //!
+//! A refusal reads and discards the rest of the body first (bounded: see
+//! [`super::drain`]). Nothing drained is stored.
+//!
 //! `GET /api/incidents/{id}/clip[?part=N]` (console user with rights to
 //! the incident's room, else 403): the MP4, with single-range `Range`
 //! requests (206) as `<video>` elements use them. Each view that starts at
@@ -42,7 +45,13 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<proto::Clip>, ApiError> {
-    let r = upload_inner(&app, &incident, &part, &headers, body).await;
+    let mut body = Some(body);
+    let r = upload_inner(&app, &incident, &part, &headers, &mut body).await;
+    if r.is_err()
+        && let Some(b) = body.take()
+    {
+        super::drain(b, &headers).await;
+    }
     app.metrics.clip(match &r {
         Ok(_) => "stored",
         Err(e) if e.status.is_server_error() => "failed",
@@ -61,7 +70,7 @@ async fn upload_inner(
     incident: &str,
     part: &str,
     headers: &HeaderMap,
-    body: Body,
+    body: &mut Option<Body>,
 ) -> Result<Json<proto::Clip>, ApiError> {
     let desk = app.desk_auth(headers).await?;
     proto::check_id("incident_id", incident, proto::batch::MAX_ID_LEN).map_err(|e| ApiError::bad(e.to_string()))?;
@@ -108,6 +117,9 @@ async fn upload_inner(
     // No connection held while the body streams.
     drop(c);
     let key = app.store.object_key(inc.session_id.as_deref(), inc.student_id.as_deref(), incident, part);
+    let Some(body) = body.take() else {
+        return Err(ApiError::bad("the body was already read"));
+    };
     let bytes = match app.store.put_stream(&key, len, body.into_data_stream()).await {
         Ok(n) => n,
         Err(PutError::Store(e)) => {

@@ -180,6 +180,7 @@ pub async fn read_capped(headers: &HeaderMap, body: Body, cap: usize) -> Result<
     if let Some(n) = declared
         && n > cap as u64
     {
+        super::drain(body, headers).await;
         return Err(too_big(n.to_string()));
     }
     let mut out = Vec::with_capacity(declared.unwrap_or(0) as usize);

@@ -247,3 +247,39 @@ mod tests {
         assert!(l.take(2).is_ok(), "desks have buckets of their own");
     }
 }
+
+/// The largest refused body read to its end so the client sees the answer.
+pub const DRAIN_MAX: u64 = 64 << 20;
+/// The longest a refused body is read for.
+pub const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads and drops the rest of a refused body whose declared length is at
+/// most [`DRAIN_MAX`], for at most [`DRAIN_TIME`], before the refusal is
+/// sent: an HTTP/1.1 client still writing when the server answers and
+/// closes gets a broken pipe instead of the answer, and a box could not
+/// tell a refusal (dead-letter) from a network fault (retry). A client
+/// that sent `Expect: 100-continue` has not sent its body and is not asked
+/// for it (reading would send it a 100 Continue).
+pub async fn drain(body: axum::body::Body, headers: &HeaderMap) {
+    use futures_util::StreamExt;
+    let expects = headers.get(header::EXPECT).and_then(|v| v.to_str().ok());
+    if expects.is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue")) {
+        return;
+    }
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if !declared.is_some_and(|n| n <= DRAIN_MAX) {
+        return;
+    }
+    let mut stream = body.into_data_stream();
+    let mut seen = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len() as u64;
+            if seen > DRAIN_MAX {
+                break;
+            }
+        }
+    })
+    .await;
+}
