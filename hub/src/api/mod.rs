@@ -235,19 +235,6 @@ impl Limiter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_limiter_allows_a_burst_then_the_rate() {
-        let l = Limiter::new(1.0, 3);
-        assert!(l.take(1).is_ok() && l.take(1).is_ok() && l.take(1).is_ok());
-        assert_eq!(l.take(1), Err(1));
-        assert!(l.take(2).is_ok(), "desks have buckets of their own");
-    }
-}
-
 /// The largest refused body read to its end so the client sees the answer.
 pub const DRAIN_MAX: u64 = 64 << 20;
 /// The longest a refused body is read for.
@@ -268,7 +255,7 @@ pub async fn drain(body: axum::body::Body, headers: &HeaderMap) {
     }
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if !declared.is_some_and(|n| n <= DRAIN_MAX) {
+    if declared.is_none_or(|n| n > DRAIN_MAX) {
         return;
     }
     let mut stream = body.into_data_stream();
@@ -282,4 +269,17 @@ pub async fn drain(body: axum::body::Body, headers: &HeaderMap) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiter_allows_a_burst_then_the_rate() {
+        let l = Limiter::new(1.0, 3);
+        assert!(l.take(1).is_ok() && l.take(1).is_ok() && l.take(1).is_ok());
+        assert_eq!(l.take(1), Err(1));
+        assert!(l.take(2).is_ok(), "desks have buckets of their own");
+    }
 }
