@@ -114,6 +114,9 @@ fn a_full_disk_keeps_scores_in_memory_and_writes_them_all_once_space_returns() {
         .and_then(|mut q| q.query_map([], |r| r.get(0))?.collect::<Result<_, _>>())
         .unwrap_or_default();
     let check: Option<String> = snap.query_row("PRAGMA integrity_check", [], |r| r.get(0)).ok();
+    // Read after the snapshot: every gap in it was counted before.
+    let skipped = metric(port, "invigil_analysis_skipped_frames_total");
+    let spool_dropped = metric(port, "invigil_spool_dropped_total");
     let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
     let status = wait_for(Duration::from_secs(30), || agent.0.try_wait().ok().flatten());
     let mut stderr = String::new();
@@ -126,10 +129,23 @@ fn a_full_disk_keeps_scores_in_memory_and_writes_them_all_once_space_returns() {
     assert!(freed.is_ok(), "{freed:?}");
     assert!(recovered.is_some(), "no new scores committed after space was freed (before: {before:?})\n{stderr}");
     assert_eq!(check.as_deref(), Some("ok"), "spool integrity");
-    // Every frame from the first to the last committed, once: the scores
-    // that waited in memory were all written when space came back.
+    // Every frame analysed from the first to the last committed, once: the
+    // scores that waited in memory were all written when space came back.
+    // A busy machine drops frames before analysis (the leaky analysis
+    // queue, counted by the agent); only those may be missing.
     assert!(frames.len() > 100, "{} scores", frames.len());
+    let repeated: Vec<_> = frames.windows(2).filter(|w| w[1] <= w[0]).collect();
+    assert!(repeated.is_empty(), "frames repeated or out of order: {repeated:?}");
     let gaps: Vec<_> = frames.windows(2).filter(|w| w[1] != w[0] + 1).collect();
-    assert!(gaps.is_empty(), "frames lost or repeated around the full disk: {gaps:?}");
+    let missing: i64 = gaps.iter().map(|w| w[1] - w[0] - 1).sum::<i64>() + frames[0];
+    let skipped = skipped.expect("the agent counts frames skipped before analysis");
+    assert!(
+        missing as u64 <= skipped,
+        "{missing} frames missing around the full disk (gaps {gaps:?}) but only {skipped} dropped before analysis"
+    );
+    assert_eq!(spool_dropped, Some(0), "records dropped before the spool");
+    if missing > 0 {
+        eprintln!("{missing} frames dropped before analysis (busy machine): gaps {gaps:?}");
+    }
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{stderr}");
 }

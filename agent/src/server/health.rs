@@ -20,6 +20,9 @@ pub const BUCKETS_MS: [f64; 8] = [2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0, 1000
 /// Counters the run loop and the server update; read by `/healthz` and `/metrics`.
 pub struct Health {
     pub analysed: AtomicU64,
+    /// Frame numbers that never reached analysis (the leaky analysis queue
+    /// dropped them: the board or the machine is too busy).
+    pub skipped: AtomicU64,
     /// `/analyze` frames dropped because the client sent too fast.
     pub analyze_dropped: AtomicU64,
     pub analyze_frames: AtomicU64,
@@ -48,6 +51,7 @@ impl Default for Health {
     fn default() -> Self {
         Health {
             analysed: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
             analyze_dropped: AtomicU64::new(0),
             analyze_frames: AtomicU64::new(0),
             live_lagged: AtomicU64::new(0),

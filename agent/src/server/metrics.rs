@@ -56,6 +56,12 @@ impl Collector for AgentCollector {
         let Some(s) = self.shared.upgrade() else { return Ok(()) };
         let h: &Health = &s.health;
         counter(&mut e, "invigil_analysed_frames", "Camera frames analysed", &h.analysed)?;
+        counter(
+            &mut e,
+            "invigil_analysis_skipped_frames",
+            "Camera frames dropped before analysis (the analysis queue was full)",
+            &h.skipped,
+        )?;
         gauge(&mut e, "invigil_analysed_fps", "Camera frames analysed per second", h.fps())?;
         counter(&mut e, "invigil_analyze_frames", "Frames received on /analyze", &h.analyze_frames)?;
         counter(&mut e, "invigil_analyze_dropped", "/analyze frames dropped (client too fast)", &h.analyze_dropped)?;

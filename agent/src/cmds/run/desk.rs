@@ -12,6 +12,7 @@
 //! restarts, so the spool and upstream see one increasing sequence per run.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -173,6 +174,9 @@ impl<'a> Desk<'a> {
         }
         let t_ms = self.capture_offset_ms + f.pts_ns / 1_000_000;
         let frame_no = (self.capture_frame_base + f.frame).max(self.next_frame);
+        if frame_no > self.next_frame {
+            self.shared.health.skipped.fetch_add(frame_no - self.next_frame, Ordering::Relaxed);
+        }
         self.next_frame = frame_no + 1;
         match self.analyzer.analyse(&frame, frame_no, t_ms, ts) {
             Ok(a) => {
