@@ -63,7 +63,15 @@ pub async fn run(cfg: Validated, cmd: ExamCmd) -> i32 {
         new = Some((
             file,
             lines,
-            NewExam { room: room.clone(), name: name.clone(), seats, start_at, end_at, created_by: super::actor() },
+            NewExam {
+                room: room.clone(),
+                name: name.clone(),
+                seats,
+                start_at,
+                end_at,
+                created_by: super::actor(),
+                retention_days: None,
+            },
         ));
     }
     let db = match super::connect(&cfg).await {
