@@ -253,7 +253,7 @@ pub async fn scores(
         width_s = ((secs + buckets - 1) / buckets).max(1);
         let rows = c
             .query(
-                "SELECT floor(extract(epoch FROM s.ts + b.offset_ms * interval '1 millisecond') / $2)::bigint AS k,
+                "SELECT floor(extract(epoch FROM s.ts + b.offset_ms * interval '1 millisecond')::float8 / $2::float8)::bigint AS k,
                         min(s.focus_score)::int, avg(s.focus_score)::float8
                  FROM batches b JOIN scores s ON s.batch_id = b.id
                  WHERE b.session_id = $1 GROUP BY k ORDER BY k",
