@@ -11,7 +11,9 @@
 //! hub each desk is connected to), so any hub serves any room. A tile's
 //! `state` is one of `offline` (nothing heard for [`OFFLINE_AFTER_S`] s),
 //! `camera` (camera lost, covered or failed), `no_session`, `alert` (an
-//! incident is open on the box), `in_session` ([`tile_state`]).
+//! incident is open on the box), `in_session` ([`tile_state`]); a desk is
+//! in session once the box itself reports scoring under the session the
+//! hub opened for it, so "live" on the page means live on the box.
 //!
 //! The upgrade refuses another site's `Origin` (403), as writes do: a
 //! WebSocket is not covered by the same-origin policy. Connections are
@@ -117,7 +119,11 @@ pub async fn tiles(
                 && seen.is_some_and(|t| (now - t).num_seconds() < OFFLINE_AFTER_S);
             let state: Option<Value> = r.get(3);
             let session: Option<String> = r.get(4);
-            let st = tile_state(online, session.is_some(), state.as_ref());
+            // In session once the box reports scoring under the open session
+            // (not merely once the hub opened it).
+            let boxed = state.as_ref().and_then(|s| s["session_id"].as_str());
+            let in_session = session.is_some() && boxed == session.as_deref();
+            let st = tile_state(online, in_session, state.as_ref());
             let s = state.as_ref();
             json!({
                 "desk": r.get::<_, String>(0),
@@ -127,7 +133,8 @@ pub async fn tiles(
                 "session_id": session,
                 "score": if online { s.and_then(|s| s["focus_score"].as_i64()) } else { None },
                 "reasons": s.map(|s| s["reasons"].clone()).unwrap_or(json!([])),
-                "incident": if online { s.map(|s| s["incident"].clone()).unwrap_or(Value::Null) } else { Value::Null },
+                // An incident outside the session is not the exam's.
+                "incident": if online && in_session { s.map(|s| s["incident"].clone()).unwrap_or(Value::Null) } else { Value::Null },
                 "camera": s.map(|s| s["camera"].clone()).unwrap_or(Value::Null),
                 "box_ts": s.map(|s| s["ts"].clone()).unwrap_or(Value::Null),
                 "seen_at": seen.map(|t| proto::Timestamp(t).to_string()),

@@ -59,7 +59,7 @@ fn shell(title: &str, user: Option<&User>, main_attrs: &str, main: &str, scripts
         .collect();
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{} · invigil</title><link rel=\"stylesheet\" href=\"/static/console.css\">{scripts}</head>\
+         <title>{} · invigil</title><link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/static/console.css\">{scripts}</head>\
          <body><header><a class=\"brand\" href=\"/console\">invigil</a> {nav}</header><main {main_attrs}>{main}</main></body></html>",
         esc(title)
     )

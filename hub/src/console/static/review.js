@@ -10,9 +10,10 @@ document.addEventListener("DOMContentLoaded", () => {
   let current = null;
   let playing = null;
 
-  function svg(tag, attrs) {
+  function svg(tag, attrs, text) {
     const e = document.createElementNS(NS, tag);
     for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+    if (text !== undefined) e.textContent = text;
     return e;
   }
 
@@ -72,7 +73,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const el = document.getElementById("plot");
     el.textContent = "";
     const W = 800, H = 200, L = 30, B = 20;
-    if (!p.points.length) { el.append(svg("text", { x: L, y: H / 2, class: "empty" })).textContent = "no scores (yet, or deleted by retention)"; return; }
+    if (!p.points.length) { el.append(svg("text", { x: L, y: H / 2, class: "empty" }, "no scores (yet, or deleted by retention)")); return; }
     const t0 = p.points[0][0], t1 = Math.max(p.points[p.points.length - 1][0] + p.bucket_s * 1000, t0 + 1000);
     const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - 5);
     const y = (v) => 5 + (1 - v / 100) * (H - B - 5);
@@ -83,9 +84,9 @@ document.addEventListener("DOMContentLoaded", () => {
     el.append(svg("line", { x1: L, x2: W - 5, y1: y(p.threshold), y2: y(p.threshold), class: "threshold" }));
     const line = (k, cls) => svg("polyline", { class: cls, points: p.points.map((q) => `${x(q[0]).toFixed(1)},${y(q[k]).toFixed(1)}`).join(" ") });
     el.append(line(1, "min"), line(2, "mean"));
-    for (const v of [0, 50, 100]) el.append(svg("text", { x: 2, y: y(v) + 4, class: "axis" })).textContent = String(v);
-    el.append(svg("text", { x: L, y: H - 4, class: "axis" })).textContent = invigil.time(new Date(t0).toISOString());
-    el.append(svg("text", { x: W - 90, y: H - 4, class: "axis" })).textContent = invigil.time(new Date(t1).toISOString());
+    for (const v of [0, 50, 100]) el.append(svg("text", { x: 2, y: y(v) + 4, class: "axis" }, String(v)));
+    el.append(svg("text", { x: L, y: H - 4, class: "axis" }, invigil.time(new Date(t0).toISOString())));
+    el.append(svg("text", { x: W - 90, y: H - 4, class: "axis" }, invigil.time(new Date(t1).toISOString())));
     el.dataset.points = String(p.points.length);
   }
 
