@@ -249,10 +249,10 @@ async fn run(app: AppState, room: String, room_id: i64, socket: WebSocket) {
             // ping we send every 10 s, so 30 s of silence means it is gone.
             return;
         }
-        if n % 40 == 0 {
+        if n.is_multiple_of(40) {
             let _ = tx.send(Message::Ping(Default::default())).await;
         }
-        let r = read(&app, room_id, n % INCIDENT_TICKS == 0).await;
+        let r = read(&app, room_id, n.is_multiple_of(INCIDENT_TICKS)).await;
         let (exam, tiles, alerts) = match r {
             Ok(v) => v,
             Err(e) => {
