@@ -374,3 +374,61 @@ async fn retention_deletes_an_exams_clips_and_scores_n_days_after_it_stopped() {
     assert_eq!(r.status(), 404);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_adds_users_and_desks_from_the_console_and_a_proctor_cannot() {
+    let h = TestHub::start("console_admin", "").await;
+    let admin = h.user("ada", "admin", &[]).await;
+    let pa = h.user("pat", "proctor", &["hall-a"]).await;
+    for path in ["/api/admin/users", "/api/admin/desks", "/console/admin"] {
+        let r = plain().get(h.url(path)).header("cookie", &pa).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{path} as a proctor");
+    }
+    let (st, _) = h.post_as(&pa, "/api/admin/desks", serde_json::json!({"desk": "d-9", "room": "hall-a"})).await;
+    assert_eq!(st, 403);
+    let (st, d) = h.post_as(&admin, "/api/admin/desks", serde_json::json!({"desk": "desk-7", "room": "hall-c"})).await;
+    assert_eq!(st, 201, "{d}");
+    let token = d["token"].as_str().unwrap().to_string();
+    let (st, _) = h.post_as(&admin, "/api/admin/desks", serde_json::json!({"desk": "desk-7", "room": "hall-c"})).await;
+    assert_eq!(st, 409, "enrolled already");
+    let (st, u) = h
+        .post_as(
+            &admin,
+            "/api/admin/users",
+            serde_json::json!({"name": "cleo", "role": "proctor", "rooms": ["hall-c"], "password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{u}");
+    let (st, e) = h
+        .post_as(&admin, "/api/admin/users", serde_json::json!({"name": "dan", "role": "proctor", "password": "short"}))
+        .await;
+    assert_eq!(st, 400);
+    assert!(e["error"].as_str().unwrap().contains("shorter than 10"), "{e}");
+    // The new proctor sees the new room's desk, and only that room.
+    let r = h
+        .http
+        .post(h.url("/api/login"))
+        .header("content-type", "application/json")
+        .body(r#"{"user":"cleo","password":"correct horse battery"}"#)
+        .send()
+        .await
+        .unwrap();
+    let cleo = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let (st, d) = h.get_as(&cleo, "/api/rooms/hall-c/desks").await;
+    assert_eq!((st, d["desks"][0]["device_id"].as_str()), (200, Some("desk-7")));
+    assert_eq!(h.get_as(&cleo, "/api/rooms/hall-a/desks").await.0, 403);
+    // The token works until the desk is revoked from the console.
+    let b = batch("desk-7", "d7-b1", None, 0, 3, now_ms());
+    assert_eq!(h.post_batch(&token, "d7-b1", body(&b), &[]).await.0, 200);
+    let r = h.http.post(h.url("/api/admin/desks/desk-7/revoke")).header("cookie", &admin).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let b = batch("desk-7", "d7-b2", None, 3, 3, now_ms());
+    assert_eq!(h.post_batch(&token, "d7-b2", body(&b), &[]).await.0, 401, "revoked");
+    let (_, a) = h.get_as(&admin, "/api/audit").await;
+    let actions: Vec<&str> = a["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(
+        actions.starts_with(&["device.revoke"]) && actions.contains(&"user.add") && actions.contains(&"device.add"),
+        "{actions:?}"
+    );
+    h.stop().await;
+}

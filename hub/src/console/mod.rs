@@ -13,6 +13,7 @@
 //! | `/console/exams/{id}` | review: sessions by priority, the score plot, incidents with their clips, decisions ([`review`]) |
 //! | `/console/sessions/{id}/print` | a session's incidents, printable |
 //! | `/console/audit[?room=R]` | the audit log (admin: all; proctor: their rooms) |
+//! | `/console/admin` | admins: users (add, with rooms) and desks (enrol: the token once; revoke) ([`admin`]) |
 //!
 //! Guarantees:
 //! 1. Every page and API answer carries a strict Content-Security-Policy
@@ -25,6 +26,7 @@
 //! 3. Values are HTML-escaped ([`esc`]) where the server renders them;
 //!    scripts set `textContent`, never `innerHTML` with data.
 
+pub mod admin;
 pub mod audit;
 pub mod live;
 pub mod pages;
@@ -48,12 +50,16 @@ pub fn routes() -> Router<AppState> {
         .route("/console/exams/{id}", get(pages::exam))
         .route("/console/sessions/{session}/print", get(pages::print))
         .route("/console/audit", get(pages::audit))
+        .route("/console/admin", get(pages::admin))
         .route("/static/{file}", get(asset))
         .route("/api/rooms/{room}/live", get(live::upgrade))
         .route("/api/exams/{id}/review", get(review::review))
         .route("/api/sessions/{session}/scores", get(review::scores))
         .route("/api/sessions/{session}/incidents.csv", get(review::csv))
         .route("/api/audit", get(audit::list))
+        .route("/api/admin/users", get(admin::users).post(admin::add_user))
+        .route("/api/admin/desks", get(admin::desks).post(admin::add_desk))
+        .route("/api/admin/desks/{desk}/revoke", axum::routing::post(admin::revoke_desk))
 }
 
 /// The Content-Security-Policy of every answer.
@@ -79,6 +85,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("room.js", "text/javascript; charset=utf-8", include_str!("static/room.js")),
     ("review.js", "text/javascript; charset=utf-8", include_str!("static/review.js")),
     ("audit.js", "text/javascript; charset=utf-8", include_str!("static/audit.js")),
+    ("admin.js", "text/javascript; charset=utf-8", include_str!("static/admin.js")),
 ];
 
 async fn asset(Path(file): Path<String>) -> Response {
@@ -121,7 +128,7 @@ mod tests {
 
     #[test]
     fn every_page_script_is_embedded() {
-        for f in ["console.css", "common.js", "login.js", "room.js", "review.js", "audit.js"] {
+        for f in ["console.css", "common.js", "login.js", "room.js", "review.js", "audit.js", "admin.js"] {
             assert!(ASSETS.iter().any(|(n, _, b)| *n == f && !b.is_empty()), "{f}");
         }
     }

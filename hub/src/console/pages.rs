@@ -46,8 +46,9 @@ fn urlencode(s: &str) -> String {
 fn shell(title: &str, user: Option<&User>, main_attrs: &str, main: &str, scripts: &[&str]) -> String {
     let nav = match user {
         Some(u) => format!(
-            "<nav><a href=\"/console\">Rooms</a> <a href=\"/console/audit\">Audit log</a> <span class=\"who\">{} ({})</span> \
+            "<nav><a href=\"/console\">Rooms</a> <a href=\"/console/audit\">Audit log</a>{} <span class=\"who\">{} ({})</span> \
              <button id=\"logout\" type=\"button\">Log out</button></nav>",
+            if u.admin { " <a href=\"/console/admin\">Admin</a>" } else { "" },
             esc(&u.name),
             if u.admin { "admin" } else { "proctor" }
         ),
@@ -267,6 +268,29 @@ pub async fn audit(State(app): State<AppState>, headers: HeaderMap, uri: Uri, Qu
     );
     let attrs = format!("data-room=\"{}\"", esc(room.as_deref().unwrap_or("")));
     Html(shell(&title, Some(&user.0), &attrs, &main, &["audit.js"])).into_response()
+}
+
+pub async fn admin(State(app): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let user = match page_user(&app, &headers, &uri).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if let Err(e) = user.admin() {
+        return error_page(e);
+    }
+    let main = "<h1>Admin</h1><div class=\"admin\"><section><h2>Users</h2>\
+        <table id=\"users\"><thead><tr><th>name</th><th>role</th><th>rooms</th></tr></thead><tbody></tbody></table>\
+        <form id=\"adduser\" class=\"stack\"><label>Name <input name=\"name\" required></label>\
+        <label>Role <select name=\"role\"><option>proctor</option><option>admin</option></select></label>\
+        <label>Rooms (comma-separated) <input name=\"rooms\"></label>\
+        <label>Password (10 characters or more) <input name=\"password\" type=\"password\" autocomplete=\"new-password\" required></label>\
+        <button type=\"submit\">Add user</button><p class=\"msg\" role=\"status\"></p></form></section>\
+        <section><h2>Desks</h2><table id=\"desks\"><thead><tr><th>desk</th><th>room</th><th>state</th><th></th></tr></thead><tbody></tbody></table>\
+        <form id=\"adddesk\" class=\"stack\"><label>Desk (its device_id) <input name=\"desk\" required></label>\
+        <label>Room <input name=\"room\" required></label><label><input name=\"rotate\" type=\"checkbox\"> replace the token of an enrolled desk</label>\
+        <button type=\"submit\">Enrol desk</button><p class=\"msg\" role=\"status\"></p>\
+        <p>The token is shown once: put it in the box's <code>[hub] token_file</code>.</p><pre id=\"token\"></pre></form></section></div>";
+    Html(shell("Admin", Some(&user.0), "", main, &["admin.js"])).into_response()
 }
 
 #[cfg(test)]
