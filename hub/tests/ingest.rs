@@ -61,7 +61,7 @@ async fn a_batch_is_stored_once_and_a_replay_is_acknowledged_as_a_duplicate() {
         assert_eq!(r.get::<_, i16>(4), (i % 101) as i16);
     }
     let other: String = c.query_one("SELECT other_reasons FROM scores WHERE frame = 7", &[]).await.unwrap().get(0);
-    assert_eq!(other, "talking", "a reason this hub does not know is kept by name");
+    assert_eq!(other, "humming", "a reason this hub does not know is kept by name");
     drop(c);
     h.stop().await;
 }

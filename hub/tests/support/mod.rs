@@ -172,7 +172,7 @@ pub fn batch(
             yaw_deg: Some(-4.2),
             pitch_deg: Some(6.0),
             reasons: if f % 7 == 0 {
-                vec![proto::Reason::LookingAway, proto::Reason::Other("talking".into())]
+                vec![proto::Reason::LookingAway, proto::Reason::Other("humming".into())]
             } else {
                 vec![]
             },
