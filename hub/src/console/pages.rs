@@ -172,7 +172,7 @@ pub async fn exam(State(app): State<AppState>, headers: HeaderMap, uri: Uri, Pat
          <section id=\"detail\" hidden><h2 id=\"who\"></h2><p><a id=\"csv\">CSV</a> · <a id=\"print\">Printable page</a></p>\
          <svg id=\"plot\" class=\"plot\" viewBox=\"0 0 800 200\" role=\"img\" aria-label=\"focus score over the session\"></svg>\
          <ol id=\"incidents\" class=\"incidents\"></ol></section></div>\
-         <dialog id=\"player\"><h3 id=\"ptitle\"></h3><video id=\"video\" controls preload=\"auto\"></video>\
+         <dialog id=\"player\"><h3 id=\"ptitle\"></h3><video id=\"video\" controls preload=\"auto\"></video><p id=\"parts\" class=\"parts\"></p>\
          <form id=\"decide\"><label><input type=\"radio\" name=\"decision\" value=\"confirmed\"> confirmed</label>\
          <label><input type=\"radio\" name=\"decision\" value=\"dismissed\"> dismissed</label>\
          <label>Note <textarea name=\"note\" maxlength=\"4000\" rows=\"3\"></textarea></label>\

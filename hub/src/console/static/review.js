@@ -98,8 +98,25 @@ document.addEventListener("DOMContentLoaded", () => {
     document.getElementById("dmsg").textContent = "";
     const form = document.getElementById("decide");
     form.reset();
-    if (i.clip) { video.hidden = false; video.src = i.clip.url; video.play().catch(() => { /* muted autoplay rules: the user presses play */ }); }
-    else { video.hidden = true; video.removeAttribute("src"); }
+    const parts = document.getElementById("parts");
+    parts.textContent = "";
+    const play = (n) => {
+      video.src = n ? `${i.clip.url}?part=${n}` : i.clip.url;
+      video.play().catch(() => { /* autoplay rules: the user presses play */ });
+    };
+    if (i.clip) {
+      video.hidden = false;
+      play(0);
+      // A long incident is chained into several files.
+      if (i.clip.parts > 1) {
+        parts.append(invigil.el("span", { text: "Clip files: " }));
+        for (let n = 0; n < i.clip.parts; n++) {
+          const b = invigil.el("button", { type: "button", text: `part ${n + 1} of ${i.clip.parts}` });
+          b.addEventListener("click", () => play(n));
+          parts.append(b, " ");
+        }
+      }
+    } else { video.hidden = true; video.removeAttribute("src"); }
     dlg.showModal();
   }
   function close() { video.pause(); video.removeAttribute("src"); video.load(); dlg.close(); }
