@@ -58,8 +58,10 @@ try {
 
   // 2. The room: one tile per desk, no session yet.
   await page.waitForFunction((n) => document.querySelectorAll("#grid .tile").length === n, cfg.desks.length, { timeout: limit });
-  await page.waitForFunction(() => [...document.querySelectorAll("#grid .tile")].every((t) => t.dataset.state === "no_session"), null, { timeout: limit });
-  step("desks connected, no session");
+  await page.waitForFunction(() => [...document.querySelectorAll("#grid .tile")].every((t) => t.dataset.state !== "offline"), null, { timeout: limit });
+  const before = await page.evaluate(() => [...document.querySelectorAll("#grid .tile")].map((t) => t.dataset.state));
+  if (before.some((s) => s === "in_session" || s === "alert")) throw new Error(`a desk in session before the exam: ${before}`);
+  step("desks connected, no session", before);
 
   // 3. Roster import (CSV with row,col).
   await page.setInputFiles("#roster", cfg.roster);
