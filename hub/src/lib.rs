@@ -25,6 +25,11 @@
 //! - [`sessions`]: LISTEN/NOTIFY and the periodic reconcile that push
 //!   session changes to connected desks, and the exam scheduler.
 //! - [`storage`]: the clip store (local folder or S3) and object keys.
+//! - [`console`]: the room console's pages (server-rendered shells, vanilla
+//!   JS and CSS embedded in the binary), its live WebSocket, and the review,
+//!   export and audit API they use.
+//! - [`retention`]: deletes an exam's clips and scores N days after it
+//!   stopped.
 //! - [`metrics`]: Prometheus counters and histograms.
 //! - [`token`]: random tokens and their SHA-256 (device tokens, login
 //!   sessions).
@@ -36,9 +41,11 @@
 pub mod api;
 pub mod cmds;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod live;
 pub mod metrics;
+pub mod retention;
 pub mod roster;
 pub mod server;
 pub mod sessions;

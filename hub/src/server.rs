@@ -4,7 +4,7 @@
 //! Start, in order: connect to PostgreSQL, migrate (under the advisory
 //! lock), open the pool's connections with the ingest statement prepared,
 //! open the clip store, bind the listen address, then serve and start the
-//! background loops (LISTEN, reconcile, scheduler, live flush).
+//! background loops (LISTEN, reconcile, scheduler, live flush, retention).
 //!
 //! Stop, in order (graceful: batches in flight finish): stop accepting
 //! connections; tell WebSockets to close (1012) and loops to end; wait for
@@ -76,6 +76,7 @@ pub async fn start(cfg: Validated) -> anyhow::Result<Running> {
         tokio::spawn(crate::sessions::reconcile(app.clone(), rx.clone())),
         tokio::spawn(crate::sessions::scheduler(app.clone(), rx.clone())),
         tokio::spawn(crate::sessions::flush_live(app.clone(), rx.clone())),
+        tokio::spawn(crate::retention::run(app.clone(), rx.clone())),
     ];
     tracing::info!(%addr, hub_id = %app.cfg.hub_id, "hub: serving");
     Ok(Running { addr, app, shutdown: tx, serve, loops })

@@ -235,6 +235,15 @@ impl Store {
         }
     }
 
+    /// Deletes the object; one already gone is not an error (a purge that
+    /// was interrupted runs again).
+    pub async fn delete(&self, key: &str) -> Result<(), object_store::Error> {
+        match self.inner.delete(&ObjPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The object's size.
     pub async fn size(&self, key: &str) -> Result<u64, object_store::Error> {
         Ok(self.inner.head(&ObjPath::from(key)).await?.size)

@@ -19,8 +19,8 @@ async fn exam_with_incident(h: &TestHub) -> (i64, String, String) {
     let t2 = h.enrol("desk-2", "hall-a").await;
     let mut c = h.db().await;
     let seats = vec![
-        hub::roster::Seat { desk: "desk-1".into(), student_id: "s-1".into() },
-        hub::roster::Seat { desk: "desk-2".into(), student_id: "s-2".into() },
+        hub::roster::Seat { desk: "desk-1".into(), student_id: "s-1".into(), ..Default::default() },
+        hub::roster::Seat { desk: "desk-2".into(), student_id: "s-2".into(), ..Default::default() },
     ];
     let new = hub::db::exams::NewExam {
         room: "hall-a".into(),
@@ -29,6 +29,7 @@ async fn exam_with_incident(h: &TestHub) -> (i64, String, String) {
         start_at: None,
         end_at: None,
         created_by: "t".into(),
+        retention_days: None,
     };
     let id = hub::db::exams::create(&mut c, &new).await.unwrap();
     hub::db::exams::start(&mut c, id).await.unwrap();

@@ -147,10 +147,11 @@ async fn a_start_from_another_process_and_a_missed_notification_both_arrive() {
     let new = hub::db::exams::NewExam {
         room: "hall-a".into(),
         name: None,
-        seats: vec![hub::roster::Seat { desk: "desk-1".into(), student_id: "s-1".into() }],
+        seats: vec![hub::roster::Seat { desk: "desk-1".into(), student_id: "s-1".into(), ..Default::default() }],
         start_at: None,
         end_at: None,
         created_by: "test".into(),
+        retention_days: None,
     };
     let id = hub::db::exams::create(&mut c, &new).await.unwrap();
     hub::db::exams::start(&mut c, id).await.unwrap();

@@ -3,27 +3,13 @@
 # by scripts/fetch-assets; carphone's man talks and is flagged) runs an
 # exam page that streams JPEG data URLs at 30 FPS to the agent's /analyze;
 # replies must come back one per frame, in order, mostly scoring 50 or more.
-# Installs Debian's chromium and npm's playwright-core if missing.
+# Installs Debian's chromium and npm's playwright-core if missing (install.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 . scripts/env.sh
 here=tests/browser
-cache="${XDG_CACHE_HOME:-$HOME/.cache}/invigil/node"
-need=()
-[ -x /usr/bin/chromium ] || need+=(chromium)
-command -v node >/dev/null || need+=(nodejs)
-command -v npm >/dev/null || need+=(npm)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-  echo "analyze-in-chromium: installing ${need[*]}" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-if [ ! -d "$cache/node_modules/playwright-core" ]; then
-  mkdir -p "$cache" && (cd "$cache" && npm install --silent --no-audit --no-fund playwright-core@1 >/dev/null)
-fi
+cache=$(tests/browser/install.sh)
 tmp=$(mktemp -d)
 cleanup() { kill "${agent:-}" "${web:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT

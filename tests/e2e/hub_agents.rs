@@ -43,7 +43,7 @@ fn an_exam_started_on_the_hub_drives_real_agents_and_their_clips_reach_the_hub()
     let hub_cfg = hub::config(dir.path(), &db, "");
     let hub = Hub::start(&hub_cfg);
     let mut agents = vec![];
-    for (desk, video) in [("desk-calm", "assets/carphone_pristine.mp4"), ("desk-empty", "assets/bikes.mp4")] {
+    for (desk, video) in [("desk-calm", "assets/calm_desk.mp4"), ("desk-empty", "assets/bikes.mp4")] {
         let home = dir.path().join(desk);
         std::fs::create_dir_all(&home).unwrap();
         let token = home.join("hub.token");

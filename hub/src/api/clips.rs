@@ -180,8 +180,14 @@ pub async fn play(
         },
     };
     if range.as_ref().is_none_or(|r| r.start == 0) {
-        crate::db::audit::log(&**c, &user.0.name, "clip.view", serde_json::json!({"incident": id, "part": q.part}))
-            .await?;
+        crate::db::audit::log_room(
+            &**c,
+            &user.0.name,
+            "clip.view",
+            room,
+            serde_json::json!({"incident": id, "part": q.part}),
+        )
+        .await?;
         app.metrics.clip_views.inc();
     }
     drop(c);

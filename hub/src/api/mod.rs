@@ -11,6 +11,8 @@
 //! | `GET /api/rooms`, `GET /api/rooms/{room}/desks`, `GET /api/rooms/{room}/exams` | console | rooms and live desks ([`rooms`]) |
 //! | `POST /api/exams`, `GET /api/exams/{id}`, `POST /api/exams/{id}/start`, `…/stop`, `GET /api/exams/{id}/incidents` | console | exams ([`exams`]) |
 //! | `GET /api/incidents/{id}/clip`, `POST /api/incidents/{id}/review` | console | playback (Range) and review ([`clips`], [`exams`]) |
+//! | `GET /api/rooms/{room}/live` (WebSocket), `GET /api/exams/{id}/review`, `GET /api/sessions/{id}/scores`, `GET /api/sessions/{id}/incidents.csv`, `GET /api/audit` | console | the room console's live view, review, export and audit log ([`crate::console`]) |
+//! | `/login`, `/console/…`, `/static/…` | console | the console's pages ([`crate::console`]) |
 //! | `GET /healthz`, `GET /metrics` | anyone | health and Prometheus metrics ([`health`]) |
 //!
 //! Status codes follow what a box does with them: 2xx delivered; 408, 429
@@ -135,6 +137,8 @@ pub fn router(app: AppState) -> Router {
         .route("/api/exams/{id}/incidents", get(exams::incidents))
         .route("/api/incidents/{id}/clip", get(clips::play))
         .route("/api/incidents/{id}/review", post(exams::review))
+        .merge(crate::console::routes())
+        .layer(axum::middleware::from_fn(crate::console::security_headers))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(app)
 }

@@ -17,7 +17,7 @@ pub enum ExamCmd {
     Start {
         #[arg(long)]
         room: String,
-        /// CSV with the header desk,student_id.
+        /// CSV with the header desk,student_id (or desk,student_id,row,col).
         #[arg(long)]
         roster: PathBuf,
         #[arg(long)]
@@ -28,6 +28,9 @@ pub enum ExamCmd {
         /// Stop at this time (RFC 3339).
         #[arg(long)]
         end_at: Option<String>,
+        /// Days after the stop when its clips and scores are deleted (default 30).
+        #[arg(long)]
+        retention_days: Option<i32>,
     },
     /// Stops an exam: its desks' sessions end.
     Stop { id: i64 },
@@ -42,7 +45,7 @@ pub enum ExamCmd {
 pub async fn run(cfg: Validated, cmd: ExamCmd) -> i32 {
     // Bad input is reported before connecting.
     let mut new = None;
-    if let ExamCmd::Start { room, roster, name, start_at, end_at } = &cmd {
+    if let ExamCmd::Start { room, roster, name, start_at, end_at, retention_days } = &cmd {
         let file = roster.display().to_string();
         let text = match std::fs::read_to_string(roster) {
             Ok(t) => t,
@@ -63,7 +66,15 @@ pub async fn run(cfg: Validated, cmd: ExamCmd) -> i32 {
         new = Some((
             file,
             lines,
-            NewExam { room: room.clone(), name: name.clone(), seats, start_at, end_at, created_by: super::actor() },
+            NewExam {
+                room: room.clone(),
+                name: name.clone(),
+                seats,
+                start_at,
+                end_at,
+                created_by: super::actor(),
+                retention_days: *retention_days,
+            },
         ));
     }
     let db = match super::connect(&cfg).await {

@@ -1,10 +1,14 @@
 //! The audit log: who did what, when. Every admin action (enrolment,
-//! revocation, users, exams) and every clip view is written here, in the
-//! same transaction as the action where there is one.
+//! revocation, users, exams), every clip view and every review decision is
+//! written here, in the same transaction as the action where there is one.
+//! Entries about a room carry its id, so a proctor can read their rooms'
+//! log (the console's audit page) and nobody else's.
 
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use tokio_postgres::GenericClient;
 
-/// Appends one entry.
+/// Appends one entry that concerns no room in particular.
 pub async fn log(
     c: &impl GenericClient,
     actor: &str,
@@ -15,7 +19,23 @@ pub async fn log(
     Ok(())
 }
 
-/// The newest entries (for the console and tests).
+/// Appends one entry about `room_id`.
+pub async fn log_room(
+    c: &impl GenericClient,
+    actor: &str,
+    action: &str,
+    room_id: i64,
+    detail: serde_json::Value,
+) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "INSERT INTO audit_log (actor, action, detail, room_id) VALUES ($1, $2, $3, $4)",
+        &[&actor, &action, &detail, &room_id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The newest entries (for tests).
 pub async fn recent(
     c: &impl GenericClient,
     limit: i64,
@@ -24,5 +44,46 @@ pub async fn recent(
         .await?
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+/// One entry as the console lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    pub id: i64,
+    pub at: proto::Timestamp,
+    pub actor: String,
+    pub action: String,
+    pub room: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// The newest `limit` entries, of one room (`Some`) or of all (`None`),
+/// older than `before` (an entry id) when given: newest first.
+pub async fn list(
+    c: &impl GenericClient,
+    room: Option<i64>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Entry>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT a.id, a.at, a.actor, a.action, r.name, a.detail FROM audit_log a
+             LEFT JOIN rooms r ON r.id = a.room_id
+             WHERE ($1::bigint IS NULL OR a.room_id = $1) AND ($2::bigint IS NULL OR a.id < $2)
+             ORDER BY a.id DESC LIMIT $3",
+            &[&room, &before, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Entry {
+            id: r.get(0),
+            at: proto::Timestamp(r.get::<_, DateTime<Utc>>(1)),
+            actor: r.get(2),
+            action: r.get(3),
+            room: r.get(4),
+            detail: r.get(5),
+        })
         .collect())
 }

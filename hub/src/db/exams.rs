@@ -51,7 +51,16 @@ pub struct NewExam {
     pub start_at: Option<DateTime<Utc>>,
     pub end_at: Option<DateTime<Utc>>,
     pub created_by: String,
+    /// Days after the stop when clips and scores are deleted (None: the
+    /// default, [`DEFAULT_RETENTION_DAYS`]).
+    pub retention_days: Option<i32>,
 }
+
+/// Clips and scores of an exam are kept this many days after it stops,
+/// unless the exam says otherwise.
+pub const DEFAULT_RETENTION_DAYS: i32 = 30;
+/// The longest retention an exam may ask for.
+pub const MAX_RETENTION_DAYS: i32 = 3650;
 
 /// Creates an exam (state `ready`) with its roster; returns its id.
 pub async fn create(c: &mut deadpool_postgres::Object, new: &NewExam) -> Result<i64, ExamError> {
@@ -59,6 +68,12 @@ pub async fn create(c: &mut deadpool_postgres::Object, new: &NewExam) -> Result<
         && b <= a
     {
         return Err(ExamError::Invalid(format!("end_at ({b}) is not after start_at ({a})")));
+    }
+    let retention = new.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS);
+    if !(1..=MAX_RETENTION_DAYS).contains(&retention) {
+        return Err(ExamError::Invalid(format!(
+            "retention_days: {retention} is out of range 1-{MAX_RETENTION_DAYS}; e.g. {DEFAULT_RETENTION_DAYS}"
+        )));
     }
     let tx = c.transaction().await?;
     let Some(room_id) = super::desks::find_room(&*tx, &new.room).await? else {
@@ -69,8 +84,9 @@ pub async fn create(c: &mut deadpool_postgres::Object, new: &NewExam) -> Result<
     };
     let exam: i64 = tx
         .query_one(
-            "INSERT INTO exams (room_id, name, start_at, end_at, created_by) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            &[&room_id, &new.name, &new.start_at, &new.end_at, &new.created_by],
+            "INSERT INTO exams (room_id, name, start_at, end_at, created_by, retention_days)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            &[&room_id, &new.name, &new.start_at, &new.end_at, &new.created_by, &retention],
         )
         .await?
         .get(0);
@@ -110,8 +126,8 @@ pub async fn create(c: &mut deadpool_postgres::Object, new: &NewExam) -> Result<
             .await?
             .get(0);
         tx.execute(
-            "INSERT INTO roster (exam_id, desk_id, student_id) VALUES ($1, $2, $3)",
-            &[&exam, &desk.get::<_, i64>(0), &student],
+            "INSERT INTO roster (exam_id, desk_id, student_id, seat_row, seat_col) VALUES ($1, $2, $3, $4, $5)",
+            &[&exam, &desk.get::<_, i64>(0), &student, &seat.row.map(|n| n as i32), &seat.col.map(|n| n as i32)],
         )
         .await
         .map_err(|e| {

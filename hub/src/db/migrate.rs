@@ -21,8 +21,10 @@ pub struct Migration {
 }
 
 /// Every step, in order; `version` is the position + 1.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "0001_init.sql", sql: include_str!("migrations/0001_init.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "0001_init.sql", sql: include_str!("migrations/0001_init.sql") },
+    Migration { version: 2, name: "0002_console.sql", sql: include_str!("migrations/0002_console.sql") },
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
