@@ -2,7 +2,7 @@
 //! only connect outward) at `proto::device::DEVICE_WS_PATH`, with its
 //! device token. Over it the hub says which exam session the desk is in
 //! (at once on connect, and within its own 2 s of a change), and the box
-//! reports its live state at least once a second, and at once when an
+//! reports its live state twice a second (the contract: at least once), and at once when an
 //! incident opens or closes or the session changes.
 //!
 //! # Guarantees

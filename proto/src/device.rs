@@ -16,8 +16,12 @@ pub const DEVICE_WS_PATH: &str = "/api/device/ws";
 /// The path a box PUTs a clip to: `/api/device/incidents/{incident_id}/clips/{part}`
 /// (`part` 0 for the incident's first clip, 1, 2, … for chained ones).
 pub const DEVICE_CLIP_PATH: &str = "/api/device/incidents";
-/// The box sends its state at least this often (milliseconds).
-pub const STATE_EVERY_MS: u64 = 1000;
+/// The box sends its state this often (milliseconds). Twice a second so
+/// that a room view, which sees states through the hub's 500 ms flush and
+/// its own 250 ms tick, updates every tile at least once a second
+/// (docs/PERFORMANCE.md, "200 desks in one room"). The contract is "at
+/// least once a second".
+pub const STATE_EVERY_MS: u64 = 500;
 
 /// Hub to box.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

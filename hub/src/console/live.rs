@@ -38,8 +38,9 @@ use crate::api::{ApiError, AppState};
 
 /// How often the room is re-read.
 pub const TICK: Duration = Duration::from_millis(250);
-/// Incidents are re-read this many ticks apart (live alerts come with the
-/// tiles at every tick).
+/// Incidents are re-read this many ticks apart, and at once when a tile
+/// shows an incident the alert list does not have yet (so a new alert is
+/// listed in the same tick its tile turns red).
 const INCIDENT_TICKS: u32 = 4;
 /// Alerts listed.
 pub const MAX_ALERTS: usize = 100;
@@ -252,7 +253,8 @@ async fn run(app: AppState, room: String, room_id: i64, socket: WebSocket) {
         if n.is_multiple_of(40) {
             let _ = tx.send(Message::Ping(Default::default())).await;
         }
-        let r = read(&app, room_id, n.is_multiple_of(INCIDENT_TICKS)).await;
+        let listed = |key: &str| sent_alerts.as_array().is_some_and(|a| a.iter().any(|x| x["key"] == key));
+        let r = read(&app, room_id, n.is_multiple_of(INCIDENT_TICKS), &listed).await;
         let (exam, tiles, alerts) = match r {
             Ok(v) => v,
             Err(e) => {
@@ -300,13 +302,21 @@ async fn run(app: AppState, room: String, room_id: i64, socket: WebSocket) {
 
 type Read = (Value, Vec<Value>, Option<Value>);
 
-/// The room now: its exam, tiles, and (when `with_incidents`) alerts.
-async fn read(app: &AppState, room_id: i64, with_incidents: bool) -> anyhow::Result<Read> {
+/// The room now: its exam, tiles, and alerts when `with_incidents` or when
+/// a tile shows an incident not `listed` yet.
+async fn read(
+    app: &AppState,
+    room_id: i64,
+    with_incidents: bool,
+    listed: &(dyn Fn(&str) -> bool + Sync),
+) -> anyhow::Result<Read> {
     let c = app.db.get().await.map_err(|e| anyhow::anyhow!(crate::db::describe(&e)))?;
     let exam = current_exam(&**c, room_id).await?;
     let exam_id = exam.as_ref().and_then(|e| e["id"].as_i64());
     let tiles = tiles(&**c, room_id, exam_id, Utc::now()).await?;
-    let alerts = if with_incidents { Some(Value::Array(alerts(&**c, exam_id, &tiles).await?)) } else { None };
+    let unlisted = tiles.iter().any(|t| t["incident"]["id"].as_str().is_some_and(|k| !listed(k)));
+    let alerts =
+        if with_incidents || unlisted { Some(Value::Array(alerts(&**c, exam_id, &tiles).await?)) } else { None };
     Ok((exam.unwrap_or(Value::Null), tiles, alerts))
 }
 
