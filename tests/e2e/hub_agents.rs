@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use invigil_e2e::hub::{self, Hub};
-use invigil_e2e::{Agent, asset, desk_config, wait_for};
+use invigil_e2e::{Agent, asset, wait_for};
 
 /// The agent's session as its local API shows it (a read, never a start).
 fn session_of(port: u16) -> Option<serde_json::Value> {
@@ -44,33 +44,15 @@ fn an_exam_started_on_the_hub_drives_real_agents_and_their_clips_reach_the_hub()
     let hub = Hub::start(&hub_cfg);
     let mut agents = vec![];
     for (desk, video) in [("desk-calm", "assets/calm_desk.mp4"), ("desk-empty", "assets/bikes.mp4")] {
-        let home = dir.path().join(desk);
-        std::fs::create_dir_all(&home).unwrap();
-        let token = home.join("hub.token");
-        std::fs::write(&token, hub::enrol(&hub_cfg, desk, "hall-a") + "\n").unwrap();
-        let port = hub::free_port();
-        let cfg = desk_config(
-            &home,
-            &asset(video),
-            &[
-                ("", &format!("device_id = \"{desk}\"")),
-                ("hub", &format!("url = \"{}\"\ntoken_file = \"{}\"", hub.url(), token.display())),
-                ("sync", "interval_s = 1"),
-                ("server", &format!("listen = \"127.0.0.1:{port}\"")),
-                ("clips", "length_s = 2\npreroll_s = 1"),
-            ],
-        );
+        let (home, cfg, port) =
+            hub::hub_desk(dir.path(), &hub, desk, "hall-a", &asset(video), "length_s = 2\npreroll_s = 1");
         // No storage keys on the box: the config names no [storage] at all.
         assert!(!std::fs::read_to_string(&cfg).unwrap().contains("[storage]"));
         agents.push((desk, port, home.join("spool.sqlite"), Agent::start(&home, &cfg)));
     }
     // Both boxes are linked to the hub.
     for (desk, port, _, _) in &agents {
-        let linked = wait_for(Duration::from_secs(60), || {
-            let v = hub::get(*port, "/healthz", &[])?.json();
-            (v["hub"]["state"] == "ok").then_some(())
-        });
-        assert!(linked.is_some(), "{desk} never connected to the hub\n{}", hub.log_text());
+        hub::wait_linked(&hub, desk, *port);
         assert!(session_of(*port).is_none(), "{desk} has no session before the exam");
     }
 

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use invigil_e2e::hub::{self, Hub};
-use invigil_e2e::{Agent, asset, desk_config, wait_for};
+use invigil_e2e::{Agent, asset};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -80,31 +80,12 @@ fn a_proctor_runs_a_room_and_reviews_the_empty_desks_incident_in_chromium() {
     let mut agents = vec![];
     let mut live = serde_json::Map::new();
     for (desk, video) in &desks {
-        let home = dir.path().join(desk);
-        std::fs::create_dir_all(&home).unwrap();
-        let token = home.join("hub.token");
-        std::fs::write(&token, hub::enrol(&hub_cfg, desk, "hall-a") + "\n").unwrap();
-        let port = hub::free_port();
-        let cfg = desk_config(
-            &home,
-            video,
-            &[
-                ("", &format!("device_id = \"{desk}\"")),
-                ("hub", &format!("url = \"{}\"\ntoken_file = \"{}\"", hub.url(), token.display())),
-                ("sync", "interval_s = 1"),
-                ("server", &format!("listen = \"127.0.0.1:{port}\"")),
-                ("clips", "length_s = 4\npreroll_s = 1"),
-            ],
-        );
+        let (home, cfg, port) = hub::hub_desk(dir.path(), &hub, desk, "hall-a", video, "length_s = 4\npreroll_s = 1");
         live.insert(desk.to_string(), format!("ws://127.0.0.1:{port}/live").into());
         agents.push((desk.to_string(), port, Agent::start(&home, &cfg)));
     }
     for (desk, port, _) in &agents {
-        let linked = wait_for(Duration::from_secs(60), || {
-            let v = hub::get(*port, "/healthz", &[])?.json();
-            (v["hub"]["state"] == "ok").then_some(())
-        });
-        assert!(linked.is_some(), "{desk} never connected to the hub\n{}", hub.log_text());
+        hub::wait_linked(&hub, desk, *port);
     }
     let roster = dir.path().join("roster.csv");
     std::fs::write(

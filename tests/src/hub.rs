@@ -92,6 +92,38 @@ pub fn enrol(config: &Path, desk: &str, room: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// A desk enrolled in `room` and pointed at `hub`: its home folder under
+/// `dir` (its token file, config and spool), its config file and its
+/// local server's port. `clips` is the `[clips]` section's body.
+pub fn hub_desk(dir: &Path, hub: &Hub, desk: &str, room: &str, video: &Path, clips: &str) -> (PathBuf, PathBuf, u16) {
+    let home = dir.join(desk);
+    std::fs::create_dir_all(&home).unwrap();
+    let token = home.join("hub.token");
+    std::fs::write(&token, enrol(&hub.config, desk, room) + "\n").unwrap();
+    let port = free_port();
+    let cfg = crate::desk_config(
+        &home,
+        video,
+        &[
+            ("", &format!("device_id = \"{desk}\"")),
+            ("hub", &format!("url = \"{}\"\ntoken_file = \"{}\"", hub.url(), token.display())),
+            ("sync", "interval_s = 1"),
+            ("server", &format!("listen = \"127.0.0.1:{port}\"")),
+            ("clips", clips),
+        ],
+    );
+    (home, cfg, port)
+}
+
+/// Waits (up to 60 s) until the agent on `port` says its hub link is ok.
+pub fn wait_linked(hub: &Hub, desk: &str, port: u16) {
+    let linked = crate::wait_for(Duration::from_secs(60), || {
+        let v = get(port, "/healthz", &[])?.json();
+        (v["hub"]["state"] == "ok").then_some(())
+    });
+    assert!(linked.is_some(), "{desk} never connected to the hub\n{}", hub.log_text());
+}
+
 /// A running `invigil-hub run`; killed on drop.
 pub struct Hub {
     pub child: Child,
