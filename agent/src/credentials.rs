@@ -1,33 +1,12 @@
-//! One rule for secrets (tokens and storage keys), used by every command:
-//!
-//! 1. The file the config names (`sync.token_file`, `server.token_file`,
-//!    `storage.credentials_file`, `hub.token_file`), if set.
-//! 2. Else the systemd credential `$CREDENTIALS_DIRECTORY/ID`, if it holds
-//!    something. The unit's `SetCredential=ID:\n` fallback makes a blank
-//!    credential when the admin set no secret: blank there means "not
-//!    configured".
-//! 3. Else the file the unit loads that credential from
-//!    (`/etc/invigil/…`), if it exists: what an admin's `invigil session`
-//!    over ssh, outside the unit, reads.
-//!
-//! A file found by 1 or 3 must hold the secret: a blank or unreadable file
-//! is an error naming the file and the config key (exit 2 at start, a FAIL
-//! line in `invigil check`), never "no secret". Secrets are re-read where
-//! rotation matters (the sync token, before each attempt) with the same
-//! rule. A secret is never logged.
+//! The agent's secrets, read by the one rule for secrets shared with the
+//! hub ([`conf::secret`]: the configured file, else the systemd credential,
+//! else the file the unit loads it from; a blank file is an error, a blank
+//! credential "not configured"). Used by every command: a blank or
+//! unreadable file is exit 2 at start and a FAIL line in `invigil check`.
+//! Secrets are re-read where rotation matters (the sync token, before each
+//! attempt) with the same rule. A secret is never logged.
 
-use std::path::{Path, PathBuf};
-
-/// A secret the agent can be given.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Secret {
-    /// The systemd credential id (`LoadCredential=ID:…`).
-    pub id: &'static str,
-    /// The config key naming its file.
-    pub key: &'static str,
-    /// Where the unit loads it from.
-    pub system_file: &'static str,
-}
+pub use conf::secret::{CredentialError, Secret, Sources};
 
 pub const SYNC_TOKEN: Secret =
     Secret { id: "sync-token", key: "sync.token_file", system_file: "/etc/invigil/sync.token" };
@@ -37,126 +16,18 @@ pub const S3_CREDENTIALS: Secret =
     Secret { id: "s3-credentials", key: "storage.credentials_file", system_file: "/etc/invigil/s3.credentials" };
 pub const HUB_TOKEN: Secret = Secret { id: "hub-token", key: "hub.token_file", system_file: "/etc/invigil/hub.token" };
 
-/// A secret's file that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {path}: {message}")]
-pub struct CredentialError {
-    pub key: &'static str,
-    pub path: PathBuf,
-    pub message: String,
-}
-
-/// Where secrets are looked for; [`Sources::from_env`] in production.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Sources {
-    /// `$CREDENTIALS_DIRECTORY`.
-    pub credentials_dir: Option<PathBuf>,
-    /// Prefix of the system files (`/` in production; a temp dir in tests).
-    pub root: PathBuf,
-}
-
-impl Sources {
-    pub fn from_env() -> Self {
-        Sources {
-            credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
-            root: PathBuf::from("/"),
-        }
-    }
-}
-
-impl Secret {
-    /// The file holding this secret by the rule above, if any.
-    pub fn locate(&self, configured: Option<&Path>) -> Option<PathBuf> {
-        self.locate_in(&Sources::from_env(), configured)
-    }
-
-    pub fn locate_in(&self, src: &Sources, configured: Option<&Path>) -> Option<PathBuf> {
-        if let Some(p) = configured {
-            return Some(p.to_path_buf());
-        }
-        if let Some(dir) = &src.credentials_dir {
-            let p = dir.join(self.id);
-            if std::fs::read_to_string(&p).is_ok_and(|t| !t.trim().is_empty()) {
-                return Some(p);
-            }
-        }
-        let system = src.root.join(self.system_file.trim_start_matches('/'));
-        system.exists().then_some(system)
-    }
-
-    /// Reads a located file: its trimmed text, which must not be empty.
-    pub fn read(&self, path: &Path) -> Result<String, CredentialError> {
-        let err = |message: String| CredentialError { key: self.key, path: path.to_path_buf(), message };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(err("is empty; put the secret in it, or unset the key".into()));
-        }
-        Ok(text.to_string())
-    }
-
-    /// Locates and reads: `Ok(None)` when no secret is configured anywhere.
-    pub fn load(&self, configured: Option<&Path>) -> Result<Option<(PathBuf, String)>, CredentialError> {
-        self.load_in(&Sources::from_env(), configured)
-    }
-
-    pub fn load_in(
-        &self,
-        src: &Sources,
-        configured: Option<&Path>,
-    ) -> Result<Option<(PathBuf, String)>, CredentialError> {
-        match self.locate_in(src, configured) {
-            None => Ok(None),
-            Some(p) => self.read(&p).map(|s| Some((p, s))),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sources(dir: &Path) -> Sources {
-        std::fs::create_dir_all(dir.join("creds")).unwrap();
-        std::fs::create_dir_all(dir.join("etc/invigil")).unwrap();
-        Sources { credentials_dir: Some(dir.join("creds")), root: dir.to_path_buf() }
-    }
-
+    /// Each secret's id and system file are the ones the unit loads.
     #[test]
-    fn a_configured_file_always_wins_and_must_hold_the_secret() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = sources(dir.path());
-        std::fs::write(dir.path().join("creds/sync-token"), "from-systemd\n").unwrap();
-        let own = dir.path().join("own.token");
-        std::fs::write(&own, "  mine \n").unwrap();
-        assert_eq!(SYNC_TOKEN.load_in(&src, Some(&own)).unwrap(), Some((own.clone(), "mine".into())));
-        std::fs::write(&own, "\n").unwrap();
-        let e = SYNC_TOKEN.load_in(&src, Some(&own)).unwrap_err().to_string();
-        assert!(e.starts_with("sync.token_file: ") && e.contains("own.token") && e.contains("empty"), "{e}");
-        let e = SYNC_TOKEN.load_in(&src, Some(&dir.path().join("missing"))).unwrap_err().to_string();
-        assert!(e.contains("missing"), "{e}");
-    }
-
-    #[test]
-    fn a_blank_systemd_credential_is_not_configured_and_the_system_file_comes_next() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = sources(dir.path());
-        std::fs::write(dir.path().join("creds/server-token"), "\n").unwrap();
-        assert_eq!(SERVER_TOKEN.load_in(&src, None).unwrap(), None, "blank fallback, no system file");
-        let etc = dir.path().join("etc/invigil/server.token");
-        std::fs::write(&etc, "admin-token\n").unwrap();
-        assert_eq!(SERVER_TOKEN.load_in(&src, None).unwrap(), Some((etc.clone(), "admin-token".into())));
-        std::fs::write(dir.path().join("creds/server-token"), "unit-token\n").unwrap();
-        let (p, t) = SERVER_TOKEN.load_in(&src, None).unwrap().unwrap();
-        assert_eq!((p, t.as_str()), (dir.path().join("creds/server-token"), "unit-token"));
-    }
-
-    #[test]
-    fn a_blank_system_file_is_an_error_not_an_absent_secret() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = Sources { credentials_dir: None, ..sources(dir.path()) };
-        std::fs::write(dir.path().join("etc/invigil/hub.token"), "").unwrap();
-        let e = HUB_TOKEN.load_in(&src, None).unwrap_err();
-        assert_eq!(e.key, "hub.token_file");
+    fn the_secrets_are_the_ones_the_unit_loads() {
+        let unit = include_str!("../../systemd/invigil.service");
+        for s in [SYNC_TOKEN, SERVER_TOKEN, S3_CREDENTIALS, HUB_TOKEN] {
+            let line = format!("LoadCredential={}:{}", s.id, s.system_file);
+            assert!(unit.lines().any(|l| l == line), "{line} is not in systemd/invigil.service");
+            assert!(unit.lines().any(|l| l == format!("SetCredential={}:\\n", s.id)), "{}: no blank fallback", s.id);
+        }
     }
 }

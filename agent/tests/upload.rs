@@ -24,7 +24,7 @@ fn s3(endpoint: &str, bucket: &str) -> UploadSettings {
     let mut s = UploadSettings::new(StoreUrl::S3 { bucket: bucket.into(), prefix: "exams".into() });
     s.endpoint = Some(endpoint.to_string());
     s.region = Some("eu-west-1".into());
-    s.credentials = Some(Credentials::parse("access_key_id=testing\nsecret_access_key=testing\n", "test").unwrap());
+    s.credentials = Some(Credentials::parse("access_key_id=testing\nsecret_access_key=testing\n").unwrap());
     s.backoff_min = Duration::from_millis(20);
     s.backoff_max = Duration::from_millis(200);
     s.request_timeout = Duration::from_secs(20);

@@ -26,21 +26,38 @@
 //! batches_per_s = 5.0            # per desk, token bucket; more: 429 + Retry-After
 //! batch_burst = 60
 //! max_clip_mib = 512             # one clip file; more: 413
+//! login_failures = 10            # failed console logins per user name in the window; more: 429
+//! login_window_min = 15
 //! [log]
 //! format = "text"                # or "json" (one object a line)
 //! ```
 //!
-//! Without `database.url` and `url_file`, `$CREDENTIALS_DIRECTORY/database-url`
-//! is read (systemd's `LoadCredential=`); without `storage.credentials_file`,
-//! `$CREDENTIALS_DIRECTORY/s3-credentials`.
+//! Secrets follow the rule the agent follows ([`conf::secret`]): without
+//! `database.url` and `url_file`, `$CREDENTIALS_DIRECTORY/database-url`
+//! (systemd's `LoadCredential=`) if it holds something, else
+//! `/etc/invigil-hub/database.url` if it exists (so `invigil-hub` commands
+//! over ssh find the database the unit uses); without
+//! `storage.credentials_file`, `$CREDENTIALS_DIRECTORY/s3-credentials`, else
+//! `/etc/invigil-hub/s3.credentials`. A named or system file that is blank
+//! or unreadable is an error naming it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use conf::secret::Secret;
 use serde::Deserialize;
 
 /// Where `run` and the other commands look without `--config`.
 pub const DEFAULT_PATH: &str = "/etc/invigil-hub/config.toml";
+/// The database URL, by the one rule for secrets ([`conf::secret`]):
+/// `database.url_file`, else the unit's credential, else the file the unit
+/// loads it from (what `invigil-hub` over ssh, outside the unit, reads).
+pub const DATABASE_URL: Secret =
+    Secret { id: "database-url", key: "database.url_file", system_file: "/etc/invigil-hub/database.url" };
+/// The S3 keys, by the same rule.
+pub const S3_CREDENTIALS: Secret =
+    Secret { id: "s3-credentials", key: "storage.credentials_file", system_file: "/etc/invigil-hub/s3.credentials" };
+
 /// The clip folder when `storage.url` is unset.
 pub const DEFAULT_STORAGE: &str = "file:///var/lib/invigil-hub/clips";
 
@@ -114,6 +131,9 @@ pub struct Limits {
     pub batches_per_s: f64,
     pub batch_burst: u32,
     pub max_clip_mib: u64,
+    /// Failed console logins one user name may have in the window.
+    pub login_failures: u32,
+    pub login_window_min: u32,
 }
 
 impl Default for Limits {
@@ -124,6 +144,8 @@ impl Default for Limits {
             batches_per_s: 5.0,
             batch_burst: 60,
             max_clip_mib: 512,
+            login_failures: 10,
+            login_window_min: 15,
         }
     }
 }
@@ -142,12 +164,7 @@ impl Default for Log {
 }
 
 /// A config error: one line naming the file and the field.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}: {message}")]
-pub struct ConfigError {
-    pub file: String,
-    pub message: String,
-}
+pub use conf::file::ConfigError;
 
 /// A checked config with every default filled in.
 #[derive(Debug, Clone)]
@@ -166,39 +183,29 @@ pub struct Validated {
 }
 
 impl Config {
-    /// Reads and parses `path`; unknown keys and wrong types name the key.
+    /// Reads and parses `path`; unknown keys and wrong types are errors
+    /// naming the key (the rule shared with the other binary, [`conf::file`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let file = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ConfigError { file: file.clone(), message: e.to_string() })?;
-        Self::parse(&text, &file)
+        conf::file::load(path)
     }
 
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError {
-            file: file.to_string(),
-            // toml's message spans several lines with a caret; keep it on one.
-            message: e
-                .to_string()
-                .split('\n')
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('|'))
-                .collect::<Vec<_>>()
-                .join(" "),
-        })
+        conf::file::parse(text, file)
     }
 
     /// Checks values and fills in defaults. `file` names the config in errors.
     pub fn validate(self, file: &str) -> Result<Validated, ConfigError> {
-        let err = |field: &str, msg: String| ConfigError { file: file.to_string(), message: format!("{field}: {msg}") };
+        let err = |field: &str, msg: String| ConfigError::field(file, field, msg);
         let database_url = match (&self.database.url, &self.database.url_file) {
             (Some(_), Some(_)) => {
                 return Err(err("database.url_file", "set database.url or database.url_file, not both".into()));
             }
             (Some(u), None) => u.trim().to_string(),
-            (None, Some(p)) => read_secret(p).map_err(|m| err("database.url_file", m))?,
-            (None, None) => match credential("database-url") {
-                Some(p) => read_secret(&p).map_err(|m| err("database.url", m))?,
+            (None, configured) => match DATABASE_URL
+                .load(configured.as_deref())
+                .map_err(|e| ConfigError { file: file.to_string(), message: e.to_string() })?
+            {
+                Some((_, url)) => url,
                 None => {
                     return Err(err(
                         "database.url",
@@ -251,6 +258,8 @@ impl Config {
             ("limits.max_batch_expanded_kib", l.max_batch_expanded_kib, 16, 1 << 22, 32768),
             ("limits.max_clip_mib", l.max_clip_mib, 1, 1 << 16, 512),
             ("limits.batch_burst", l.batch_burst as u64, 1, 100_000, 60),
+            ("limits.login_failures", l.login_failures as u64, 1, 10_000, 10),
+            ("limits.login_window_min", l.login_window_min as u64, 1, 1440, 15),
         ] {
             if !(lo..=hi).contains(&v) {
                 return Err(err(field, format!("{v} is out of range {lo}-{hi}; e.g. {good}")));
@@ -293,25 +302,6 @@ pub fn resolve(path: Option<&Path>) -> Result<Validated, ConfigError> {
     let path = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
     let file = path.display().to_string();
     Config::load(&path)?.validate(&file)
-}
-
-/// `$CREDENTIALS_DIRECTORY/NAME` if it exists and is not empty once
-/// trimmed (systemd's fallback for a missing source file is one newline).
-pub fn credential(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
-    let p = Path::new(&dir).join(name);
-    let text = std::fs::read_to_string(&p).ok()?;
-    (!text.trim().is_empty()).then_some(p)
-}
-
-/// A one-line secret file, trimmed.
-fn read_secret(p: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-    let t = text.trim();
-    if t.is_empty() {
-        return Err(format!("{} is empty", p.display()));
-    }
-    Ok(t.to_string())
 }
 
 /// The host name (through uname, so it works under `ProcSubset=pid`).
@@ -370,5 +360,28 @@ mod tests {
         assert!(e.contains("log.format"), "{e}");
         let e = parse(&format!("{base}[storage]\nurl = \"s3://b/p\"\n")).unwrap_err().to_string();
         assert!(e.contains("storage.credentials_file"), "{e}");
+    }
+
+    #[test]
+    fn secret_files_follow_the_shared_rule_and_a_blank_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("database.url");
+        std::fs::write(&f, "  postgres://invigil@127.0.0.1:5432/invigil\n").unwrap();
+        let text = format!("[database]\nurl_file = \"{}\"\n", f.display());
+        assert_eq!(parse(&text).unwrap().database_url, "postgres://invigil@127.0.0.1:5432/invigil");
+        std::fs::write(&f, "\n").unwrap();
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("database.url_file") && e.contains("database.url") && e.contains("empty"), "{e}");
+        let creds = dir.path().join("s3.credentials");
+        std::fs::write(&creds, "access_key_id=a\n").unwrap();
+        let base = "[database]\nurl = \"postgres://u@h/d\"\n";
+        let e = parse(&format!("{base}[storage]\nurl = \"s3://b\"\ncredentials_file = \"{}\"\n", creds.display()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("storage.credentials_file") && e.contains("secret_access_key is missing"), "{e}");
+        let e = parse(&format!("{base}[storage]\nurl = \"file://clips\"\n")).unwrap_err().to_string();
+        assert!(e.contains("not an absolute folder"), "{e}");
+        let e = parse(&format!("{base}[limits]\nlogin_failures = 0\n")).unwrap_err().to_string();
+        assert!(e.contains("limits.login_failures"), "{e}");
     }
 }

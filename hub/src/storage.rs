@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use conf::storage::{Location, S3Credentials, S3Settings, check_endpoint};
 use futures_util::{Stream, StreamExt};
 use object_store::path::Path as ObjPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
@@ -29,52 +30,8 @@ pub enum StoreUrl {
     S3 { bucket: String, prefix: String },
 }
 
-/// S3 credentials (`access_key_id=…`, `secret_access_key=…`,
-/// `session_token=…` lines; `#` comments).
-#[derive(Clone, PartialEq)]
-pub struct Credentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
-    }
-}
-
-impl Credentials {
-    pub fn parse(text: &str) -> Result<Credentials, String> {
-        let (mut id, mut secret, mut token) = (None, None, None);
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let Some((k, v)) = line.split_once('=') else {
-                return Err(format!("line {}: expected KEY=VALUE", n + 1));
-            };
-            let v = v.trim().trim_matches('"').to_string();
-            match k.trim().to_ascii_lowercase().trim_start_matches("aws_") {
-                "access_key_id" => id = Some(v),
-                "secret_access_key" => secret = Some(v),
-                "session_token" => token = Some(v),
-                other => {
-                    return Err(format!(
-                        "line {}: unknown key {other:?}; use access_key_id, secret_access_key or session_token",
-                        n + 1
-                    ));
-                }
-            }
-        }
-        Ok(Credentials {
-            access_key_id: id.filter(|v| !v.is_empty()).ok_or("access_key_id is missing")?,
-            secret_access_key: secret.filter(|v| !v.is_empty()).ok_or("secret_access_key is missing")?,
-            session_token: token.filter(|v| !v.is_empty()),
-        })
-    }
-}
+/// S3 credentials (the shared `KEY=VALUE` format, [`conf::storage`]).
+pub type Credentials = S3Credentials;
 
 /// `[storage]`, checked.
 #[derive(Clone, Debug)]
@@ -89,41 +46,34 @@ impl StorageSettings {
     /// From the config; errors are (field, message).
     pub fn from_config(st: &crate::config::Storage) -> Result<Self, (&'static str, String)> {
         let raw = st.url.as_deref().unwrap_or(crate::config::DEFAULT_STORAGE);
-        let url = if let Some(rest) = raw.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(("storage.url", format!("{raw:?} has no bucket; use e.g. \"s3://exam-clips/hub\"")));
-            }
-            StoreUrl::S3 { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() }
-        } else if let Some(dir) = raw.strip_prefix("file://") {
-            if !dir.starts_with('/') {
+        let url = match Location::parse(raw, "s3://exam-clips/hub", "file:///var/lib/invigil-hub/clips")
+            .map_err(|m| ("storage.url", m))?
+        {
+            Location::S3 { bucket, prefix } => StoreUrl::S3 { bucket, prefix },
+            Location::File { dir } if dir.is_absolute() => StoreUrl::File { dir },
+            Location::File { .. } => {
                 return Err((
                     "storage.url",
                     format!("{raw:?} is not an absolute folder; use e.g. \"file:///var/lib/invigil-hub/clips\""),
                 ));
             }
-            StoreUrl::File { dir: PathBuf::from(dir) }
-        } else {
-            return Err((
-                "storage.url",
-                format!("{raw:?} is neither s3:// nor file://; use e.g. \"file:///var/lib/invigil-hub/clips\""),
-            ));
         };
-        if let Some(ep) = &st.endpoint
-            && !(ep.starts_with("http://") || ep.starts_with("https://"))
-        {
-            return Err(("storage.endpoint", format!("{ep:?} is not an http(s) URL; use e.g. \"https://s3.example\"")));
+        if let Some(ep) = &st.endpoint {
+            check_endpoint(ep).map_err(|m| ("storage.endpoint", m))?;
         }
         let mut credentials = None;
         if matches!(url, StoreUrl::S3 { .. }) {
-            let file = st.credentials_file.clone().or_else(|| crate::config::credential("s3-credentials")).ok_or((
-                "storage.credentials_file",
-                "required for an s3:// storage.url (or $CREDENTIALS_DIRECTORY/s3-credentials)".to_string(),
-            ))?;
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| ("storage.credentials_file", format!("cannot read {}: {e}", file.display())))?;
+            let found = crate::config::S3_CREDENTIALS
+                .load(st.credentials_file.as_deref())
+                .map_err(|e| ("storage.credentials_file", format!("{}: {}", e.path.display(), e.message)))?;
+            let Some((file, text)) = found else {
+                return Err((
+                    "storage.credentials_file",
+                    "required for an s3:// storage.url (or $CREDENTIALS_DIRECTORY/s3-credentials)".to_string(),
+                ));
+            };
             credentials = Some(
-                Credentials::parse(&text)
+                S3Credentials::parse(&text)
                     .map_err(|m| ("storage.credentials_file", format!("{}: {m}", file.display())))?,
             );
         }
@@ -140,30 +90,17 @@ impl StorageSettings {
                 Ok(Store { inner: Arc::new(store), prefix: String::new() })
             }
             StoreUrl::S3 { bucket, prefix } => {
-                use object_store::aws::AmazonS3Builder;
                 let creds = self.credentials.as_ref().ok_or_else(|| anyhow::anyhow!("storage.credentials_file"))?;
-                let mut b = AmazonS3Builder::new()
-                    .with_bucket_name(bucket)
-                    .with_region(self.region.clone().unwrap_or_else(|| "us-east-1".into()))
-                    .with_access_key_id(&creds.access_key_id)
-                    .with_secret_access_key(&creds.secret_access_key)
-                    .with_client_options(
-                        object_store::ClientOptions::new()
-                            .with_timeout(Duration::from_secs(120))
-                            .with_connect_timeout(Duration::from_secs(5)),
-                    )
-                    .with_retry(object_store::RetryConfig {
-                        max_retries: 3,
-                        retry_timeout: Duration::from_secs(60),
-                        ..Default::default()
-                    });
-                if let Some(t) = &creds.session_token {
-                    b = b.with_token(t);
+                let store = S3Settings {
+                    bucket,
+                    region: self.region.as_deref(),
+                    endpoint: self.endpoint.as_deref(),
+                    credentials: creds,
+                    request_timeout: Duration::from_secs(120),
+                    max_retries: 3,
                 }
-                if let Some(ep) = &self.endpoint {
-                    b = b.with_endpoint(ep).with_allow_http(ep.starts_with("http://"));
-                }
-                Ok(Store { inner: Arc::new(b.build()?), prefix: prefix.clone() })
+                .build()?;
+                Ok(Store { inner: Arc::new(store), prefix: prefix.clone() })
             }
         }
     }

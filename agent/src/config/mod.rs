@@ -209,12 +209,7 @@ pub struct Session {
 }
 
 /// A config error: one line naming the file and the field.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}: {message}")]
-pub struct ConfigError {
-    pub file: String,
-    pub message: String,
-}
+pub use conf::file::ConfigError;
 
 /// A checked config with every default filled in.
 #[derive(Debug, Clone)]
@@ -279,31 +274,19 @@ impl HubConfig {
 }
 
 impl Config {
-    /// Reads and parses `path`. Unknown keys and wrong types are errors naming the key.
+    /// Reads and parses `path`; unknown keys and wrong types are errors
+    /// naming the key (the rule shared with the other binary, [`conf::file`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let file = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ConfigError { file: file.clone(), message: e.to_string() })?;
-        Self::parse(&text, &file)
+        conf::file::load(path)
     }
 
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError {
-            file: file.to_string(),
-            // toml's message spans several lines with a caret; keep it on one.
-            message: e
-                .to_string()
-                .split('\n')
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('|'))
-                .collect::<Vec<_>>()
-                .join(" "),
-        })
+        conf::file::parse(text, file)
     }
 
     /// Checks values and fills in defaults. `file` names the config in errors.
     pub fn validate(self, file: &str) -> Result<Validated, ConfigError> {
-        let err = |field: &str, msg: String| ConfigError { file: file.to_string(), message: format!("{field}: {msg}") };
+        let err = |field: &str, msg: String| ConfigError::field(file, field, msg);
         let source: pipeline::Source = self.camera.source.parse().map_err(|m| err("camera.source", m))?;
         let (dw, dh, df) = match self.camera.profile.as_str() {
             "standard" => (640, 480, 30),

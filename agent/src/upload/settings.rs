@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use conf::storage::{Location, S3Credentials, S3Settings, check_endpoint};
 use object_store::ObjectStore;
 
 use super::UploadError;
@@ -37,79 +38,20 @@ impl StoreUrl {
     /// `s3://BUCKET[/PREFIX]` or `file:///ABSOLUTE/DIR` (a relative
     /// `file://DIR` is taken from the working directory).
     pub fn parse(url: &str) -> Result<StoreUrl, String> {
-        if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(format!("{url:?} has no bucket; use e.g. \"s3://exam-clips/desks\""));
-            }
-            Ok(StoreUrl::S3 { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() })
-        } else if let Some(dir) = url.strip_prefix("file://") {
-            if dir.is_empty() {
-                return Err(format!("{url:?} has no folder; use e.g. \"file:///var/lib/invigil/outbox\""));
-            }
-            Ok(StoreUrl::File { dir: PathBuf::from(dir) })
-        } else {
-            Err(format!("{url:?} is neither s3:// nor file://; use e.g. \"s3://exam-clips/desks\""))
-        }
-    }
-}
-
-/// S3 credentials.
-#[derive(Clone, PartialEq)]
-pub struct Credentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
-    }
-}
-
-impl Credentials {
-    /// Parses the `KEY=VALUE` format of the module docs; `file` names the
-    /// source in errors.
-    pub fn parse(text: &str, file: &str) -> Result<Credentials, UploadError> {
-        let bad = |message: String| UploadError::Credentials { file: file.to_string(), message };
-        let (mut id, mut secret, mut token) = (None, None, None);
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let Some((k, v)) = line.split_once('=') else {
-                return Err(bad(format!("line {}: expected KEY=VALUE", n + 1)));
-            };
-            let v = v.trim().trim_matches('"').to_string();
-            match k.trim().to_ascii_lowercase().trim_start_matches("aws_") {
-                "access_key_id" => id = Some(v),
-                "secret_access_key" => secret = Some(v),
-                "session_token" => token = Some(v),
-                other => {
-                    return Err(bad(format!(
-                        "line {}: unknown key {other:?}; use access_key_id, secret_access_key or session_token",
-                        n + 1
-                    )));
-                }
-            }
-        }
-        Ok(Credentials {
-            access_key_id: id.filter(|v| !v.is_empty()).ok_or_else(|| bad("access_key_id is missing".into()))?,
-            secret_access_key: secret
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| bad("secret_access_key is missing".into()))?,
-            session_token: token.filter(|v| !v.is_empty()),
+        Ok(match Location::parse(url, "s3://exam-clips/desks", "file:///var/lib/invigil/outbox")? {
+            Location::S3 { bucket, prefix } => StoreUrl::S3 { bucket, prefix },
+            Location::File { dir } => StoreUrl::File { dir },
         })
     }
+}
 
-    /// Reads a credentials file by the one rule for secrets (a blank file
-    /// is an error naming it).
-    pub fn read(path: &Path) -> Result<Credentials, UploadError> {
-        let text = S3_CREDENTIALS.read(path)?;
-        Self::parse(&text, &path.display().to_string())
-    }
+/// S3 credentials (the shared `KEY=VALUE` format, [`conf::storage`]).
+pub type Credentials = S3Credentials;
+
+/// Reads a credentials file by the one rule for secrets (a blank file is an
+/// error naming it); `file` names it in errors.
+pub fn read_credentials(text: &str, file: &str) -> Result<Credentials, UploadError> {
+    S3Credentials::parse(text).map_err(|message| UploadError::Credentials { file: file.to_string(), message })
 }
 
 /// What the upload loop needs, every default documented.
@@ -182,13 +124,8 @@ impl UploadSettings {
         s.region = st.region.clone();
         s.clips_max_bytes = cfg.clips_max_disk_mb << 20;
         s.keep_uploaded = Duration::from_secs(cfg.clips_keep_uploaded_h as u64 * 3600);
-        if let Some(ep) = &s.endpoint
-            && !(ep.starts_with("http://") || ep.starts_with("https://"))
-        {
-            return Err(UploadError::Config {
-                field: "storage.endpoint",
-                message: format!("{ep:?} is not an http(s) URL; use e.g. \"https://s3.example\""),
-            });
+        if let Some(ep) = &s.endpoint {
+            check_endpoint(ep).map_err(|message| UploadError::Config { field: "storage.endpoint", message })?;
         }
         if matches!(s.url, StoreUrl::S3 { .. }) {
             let Some((file, text)) = S3_CREDENTIALS.load(st.credentials_file.as_deref())? else {
@@ -197,7 +134,7 @@ impl UploadSettings {
                     message: "required for an s3:// storage.url (or $CREDENTIALS_DIRECTORY/s3-credentials)".into(),
                 });
             };
-            s.credentials = Some(Credentials::parse(&text, &file.display().to_string())?);
+            s.credentials = Some(read_credentials(&text, &file.display().to_string())?);
         }
         Ok(s)
     }
@@ -231,35 +168,22 @@ impl UploadSettings {
                 Ok((Arc::new(store), format!("file://{}", abs.display()), String::new()))
             }
             StoreUrl::S3 { bucket, prefix } => {
-                use object_store::aws::AmazonS3Builder;
                 let creds = self.credentials.as_ref().ok_or_else(|| UploadError::Config {
                     field: "storage.credentials_file",
                     message: "required for an s3:// storage.url".into(),
                 })?;
-                let mut b = AmazonS3Builder::new()
-                    .with_bucket_name(bucket)
-                    .with_region(self.region.clone().unwrap_or_else(|| "us-east-1".into()))
-                    .with_access_key_id(&creds.access_key_id)
-                    .with_secret_access_key(&creds.secret_access_key)
-                    .with_client_options(
-                        object_store::ClientOptions::new()
-                            .with_timeout(self.request_timeout)
-                            .with_connect_timeout(Duration::from_secs(5)),
-                    )
+                let store = S3Settings {
+                    bucket,
+                    region: self.region.as_deref(),
+                    endpoint: self.endpoint.as_deref(),
+                    credentials: creds,
+                    request_timeout: self.request_timeout,
                     // Our own loop retries for ever; the client only rides
                     // out a blip.
-                    .with_retry(object_store::RetryConfig {
-                        max_retries: 2,
-                        retry_timeout: Duration::from_secs(60),
-                        ..Default::default()
-                    });
-                if let Some(t) = &creds.session_token {
-                    b = b.with_token(t);
+                    max_retries: 2,
                 }
-                if let Some(ep) = &self.endpoint {
-                    b = b.with_endpoint(ep).with_allow_http(ep.starts_with("http://"));
-                }
-                Ok((Arc::new(b.build()?), format!("s3://{bucket}"), prefix.clone()))
+                .build()?;
+                Ok((Arc::new(store), format!("s3://{bucket}"), prefix.clone()))
             }
         }
     }
@@ -308,13 +232,13 @@ mod tests {
 
     #[test]
     fn credentials_files_take_key_value_lines() {
-        let c = Credentials::parse("# s3\naccess_key_id = AK\nAWS_SECRET_ACCESS_KEY=\"sk\"\n\n", "c").unwrap();
+        let c = read_credentials("# s3\naccess_key_id = AK\nAWS_SECRET_ACCESS_KEY=\"sk\"\n\n", "c").unwrap();
         assert_eq!((c.access_key_id.as_str(), c.secret_access_key.as_str()), ("AK", "sk"));
         assert_eq!(c.session_token, None);
         assert!(!format!("{c:?}").contains("sk"), "the secret is not printed");
-        let e = Credentials::parse("access_key_id=AK\n", "/etc/c").unwrap_err().to_string();
+        let e = read_credentials("access_key_id=AK\n", "/etc/c").unwrap_err().to_string();
         assert!(e.starts_with("/etc/c: ") && e.contains("secret_access_key"), "{e}");
-        let e = Credentials::parse("acess_key=AK\n", "c").unwrap_err().to_string();
+        let e = read_credentials("acess_key=AK\n", "c").unwrap_err().to_string();
         assert!(e.contains("acess_key") && e.contains("line 1"), "{e}");
     }
 }

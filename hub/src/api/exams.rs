@@ -145,12 +145,7 @@ pub async fn start(
     user: CurrentUser,
     Path(id): Path<i64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let room = exam_room(&app, &user, id).await?;
-    let mut c = app.db.get().await?;
-    crate::db::exams::start(&mut c, id).await?;
-    crate::db::audit::log_room(&**c, &user.0.name, "exam.start", room, serde_json::json!({"exam": id})).await?;
-    drop(c);
-    show_json(&app, id).await
+    switch(&app, &user, id, true).await
 }
 
 pub async fn stop(
@@ -158,12 +153,22 @@ pub async fn stop(
     user: CurrentUser,
     Path(id): Path<i64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let room = exam_room(&app, &user, id).await?;
+    switch(&app, &user, id, false).await
+}
+
+/// Starts or stops an exam of a room the user has, audited; the exam after.
+async fn switch(app: &AppState, user: &CurrentUser, id: i64, start: bool) -> Result<Json<serde_json::Value>, ApiError> {
+    let room = exam_room(app, user, id).await?;
     let mut c = app.db.get().await?;
-    crate::db::exams::stop(&mut c, id).await?;
-    crate::db::audit::log_room(&**c, &user.0.name, "exam.stop", room, serde_json::json!({"exam": id})).await?;
+    if start {
+        crate::db::exams::start(&mut c, id).await?;
+    } else {
+        crate::db::exams::stop(&mut c, id).await?;
+    }
+    let action = if start { "exam.start" } else { "exam.stop" };
+    crate::db::audit::log_room(&**c, &user.0.name, action, room, serde_json::json!({"exam": id})).await?;
     drop(c);
-    show_json(&app, id).await
+    show_json(app, id).await
 }
 
 pub async fn incidents(
