@@ -57,6 +57,56 @@ async fn login_sets_a_strict_cookie_and_wrong_passwords_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guessing_is_throttled_per_name_across_hubs_until_the_failures_age_out() {
+    let limits = "[limits]\nlogin_failures = 3\nlogin_window_min = 1\n";
+    let h = TestHub::start("auth_throttle", limits).await;
+    let mut c = h.db().await;
+    for name in ["ada", "bob"] {
+        hub::db::users::add(&mut c, name, "admin", &[], "correct horse battery").await.unwrap();
+    }
+    drop(c);
+    let login = |h: &TestHub, user: &str, pw: &str| {
+        h.http
+            .post(h.url("/api/login"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({"user": user, "password": pw}).to_string())
+            .send()
+    };
+    for i in 0..3 {
+        assert_eq!(login(&h, "ada", &format!("guess {i}")).await.unwrap().status(), 401, "guess {i}");
+    }
+    // The right password now is refused unchecked, with a time to wait.
+    let r = login(&h, "ada", "correct horse battery").await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("set-cookie").is_none());
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "retry-after {wait}");
+    assert!(r.text().await.unwrap().contains("too many failed logins"));
+    // Another name is not affected; a second hub on the database refuses too.
+    assert_eq!(login(&h, "bob", "correct horse battery").await.unwrap().status(), 200);
+    let h2 = support::TestHub::on(h.db_url.clone(), limits).await;
+    assert_eq!(login(&h2, "ada", "correct horse battery").await.unwrap().status(), 429, "through hub B");
+    assert_eq!(login(&h2, "ada", "guess 4").await.unwrap().status(), 429);
+    let failures = |h: &TestHub| {
+        let h = h.running.app.db.clone();
+        async move {
+            let c = h.get().await.unwrap();
+            c.query_one("SELECT count(*) FROM login_failures WHERE user_name = 'ada'", &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(failures(&h).await, 3, "a refused attempt is not checked and not counted");
+    // The window passes (PostgreSQL's clock: moved, not waited for).
+    h.db().await.execute("UPDATE login_failures SET at = at - interval '61 seconds'", &[]).await.unwrap();
+    assert_eq!(login(&h2, "ada", "correct horse battery").await.unwrap().status(), 200);
+    assert_eq!(failures(&h).await, 0, "a success clears the count");
+    h2.stop().await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proctor_sees_only_the_rooms_granted() {
     let h = TestHub::start("auth_rights", "").await;
     let ta = h.enrol("a-1", "hall-a").await;

@@ -23,8 +23,8 @@ fn the_command_line_contract_holds() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = hub::config(dir.path(), &db, "");
 
-    assert_eq!(ok(&cmd(&cfg, &["migrate"]), "migrate").trim(), "schema version 2 (was 0)");
-    assert_eq!(ok(&cmd(&cfg, &["migrate"]), "migrate again").trim(), "schema version 2 (was 2)");
+    assert_eq!(ok(&cmd(&cfg, &["migrate"]), "migrate").trim(), "schema version 3 (was 0)");
+    assert_eq!(ok(&cmd(&cfg, &["migrate"]), "migrate again").trim(), "schema version 3 (was 3)");
 
     let t1 = enrol(&cfg, "desk-1", "hall-a");
     let t2 = enrol(&cfg, "desk-2", "hall-a");

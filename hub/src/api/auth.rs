@@ -4,7 +4,11 @@
 //!   `invigil_session` (random token, HttpOnly, SameSite=Strict, Secure
 //!   unless `server.secure_cookies = false`, Max-Age = `server.login_hours`)
 //!   and answers the user; a wrong name or password is a 401 that does not
-//!   say which.
+//!   say which. After `limits.login_failures` failures for one user name
+//!   within `limits.login_window_min` (counted in PostgreSQL, so across
+//!   every hub) further attempts for that name get 429 + `Retry-After`
+//!   without the password being checked, until the oldest failure leaves
+//!   the window; a success clears the count.
 //! - `POST /api/logout` ends the session; `GET /api/me` says who is logged in.
 //! - [`CurrentUser`] is the extractor every console route uses: no valid
 //!   session is a 401; a request that changes something (any method but
@@ -22,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{ApiError, AppState};
-use crate::db::users::User;
+use crate::db::users::{LoginLimit, LoginOutcome, User};
 
 pub const COOKIE: &str = "invigil_session";
 
@@ -113,9 +117,22 @@ pub async fn login(
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password"));
     }
     let c = app.db.get().await?;
-    let Some((tok, user)) = crate::db::users::login(&**c, &l.user, &l.password, app.cfg.login_hours).await? else {
-        tracing::info!(user = %l.user, "auth: a login failed");
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password"));
+    let limit = LoginLimit { failures: app.cfg.limits.login_failures, window_s: app.cfg.limits.login_window_min * 60 };
+    let (tok, user) = match crate::db::users::login(&**c, &l.user, &l.password, app.cfg.login_hours, limit).await? {
+        LoginOutcome::Ok(tok, user) => (tok, user),
+        LoginOutcome::Wrong => {
+            tracing::info!(user = %l.user, "auth: a login failed");
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password"));
+        }
+        LoginOutcome::Throttled { retry_after_s } => {
+            tracing::warn!(user = %l.user, retry_after_s, "auth: too many failed logins for this name; refused unchecked");
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed logins for this user name: try again in {retry_after_s} s"),
+            );
+            e.retry_after = Some(retry_after_s);
+            return Err(e);
+        }
     };
     crate::db::audit::log(&**c, &user.name, "login", serde_json::json!({})).await?;
     let secure = if app.cfg.secure_cookies { "; Secure" } else { "" };

@@ -24,6 +24,7 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "0001_init.sql", sql: include_str!("migrations/0001_init.sql") },
     Migration { version: 2, name: "0002_console.sql", sql: include_str!("migrations/0002_console.sql") },
+    Migration { version: 3, name: "0003_login_limit.sql", sql: include_str!("migrations/0003_login_limit.sql") },
 ];
 
 /// The schema version this build writes.

@@ -95,25 +95,71 @@ pub async fn add(
     Ok(id)
 }
 
-/// Checks a name and password; on success a new login token (shown once,
-/// in the cookie) valid for `hours`.
+/// How many failed logins a user name may have in a window before further
+/// attempts are refused unchecked (`limits.login_failures`,
+/// `limits.login_window_min`).
+#[derive(Clone, Copy, Debug)]
+pub struct LoginLimit {
+    pub failures: u32,
+    pub window_s: u32,
+}
+
+/// What a login attempt came to.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    /// A new login token (shown once, in the cookie) and its user.
+    Ok(String, User),
+    /// Wrong name or password (which one is not said).
+    Wrong,
+    /// Too many failures for this name in the window: the password was not
+    /// checked; the oldest failure leaves the window in this many seconds.
+    Throttled { retry_after_s: u64 },
+}
+
+/// Checks a name and password; on success a new login token valid for
+/// `hours`. Failures are counted per name in PostgreSQL, so every hub
+/// process on the database shares the count; a success clears it. The
+/// count and the check are not one transaction: hubs racing may let a few
+/// more attempts through than `limit.failures`, never unboundedly many.
 pub async fn login(
     c: &impl GenericClient,
     name: &str,
     password: &str,
     hours: u32,
-) -> Result<Option<(String, User)>, tokio_postgres::Error> {
+    limit: LoginLimit,
+) -> Result<LoginOutcome, tokio_postgres::Error> {
+    let window = limit.window_s as f64;
+    let recent = c
+        .query_one(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM (min(at) + make_interval(secs => $2) - now())), 0)::float8
+             FROM login_failures WHERE user_name = $1 AND at > now() - make_interval(secs => $2)",
+            &[&name, &window],
+        )
+        .await?;
+    if recent.get::<_, i64>(0) >= limit.failures as i64 {
+        return Ok(LoginOutcome::Throttled { retry_after_s: recent.get::<_, f64>(1).ceil().max(1.0) as u64 });
+    }
     let row =
         c.query_opt("SELECT id, password_hash FROM users WHERE name = $1 AND disabled_at IS NULL", &[&name]).await?;
-    let ok = match &row {
-        Some(r) => verify_password(password, &r.get::<_, String>(1)),
+    // argon2 takes tens of milliseconds of CPU: off the async workers.
+    let phc = row.as_ref().map(|r| r.get::<_, String>(1));
+    let pw = password.to_string();
+    let ok = tokio::task::spawn_blocking(move || match phc {
+        Some(phc) => verify_password(&pw, &phc),
         None => {
             // The same work for an unknown name: no timing oracle for names.
-            let _ = verify_password(password, DUMMY_HASH);
+            let _ = verify_password(&pw, DUMMY_HASH);
             false
         }
+    })
+    .await
+    .expect("password check panicked");
+    let Some(row) = row.filter(|_| ok) else {
+        c.execute("INSERT INTO login_failures (user_name) VALUES ($1)", &[&name]).await?;
+        c.execute("DELETE FROM login_failures WHERE at < now() - make_interval(secs => $1)", &[&window]).await?;
+        return Ok(LoginOutcome::Wrong);
     };
-    let Some(row) = row.filter(|_| ok) else { return Ok(None) };
+    c.execute("DELETE FROM login_failures WHERE user_name = $1", &[&name]).await?;
     let tok = token::new_token();
     let expires: DateTime<Utc> = Utc::now() + chrono::Duration::hours(hours as i64);
     c.execute(
@@ -123,7 +169,7 @@ pub async fn login(
     .await?;
     c.execute("DELETE FROM login_sessions WHERE expires_at < now()", &[]).await?;
     let user = by_id(c, row.get(0)).await?.expect("the user just found");
-    Ok(Some((tok, user)))
+    Ok(LoginOutcome::Ok(tok, user))
 }
 
 /// The user of a login token, if it is valid.
