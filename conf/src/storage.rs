@@ -11,6 +11,21 @@ use std::time::Duration;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 
+/// The `[storage]` section of both configs, as written.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// `s3://BUCKET[/PREFIX]` or `file:///DIR`; the default is each
+    /// program's own (the box's outbox, the hub's clip folder).
+    pub url: Option<String>,
+    /// An S3-compatible server (MinIO, Supabase Storage, …). Default: AWS.
+    pub endpoint: Option<String>,
+    /// Default "us-east-1".
+    pub region: Option<String>,
+    /// The S3 keys' file (else the systemd credential `s3-credentials`).
+    pub credentials_file: Option<PathBuf>,
+}
+
 /// A store URL, parsed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Location {

@@ -114,14 +114,8 @@ impl Default for Server {
     }
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Storage {
-    pub url: Option<String>,
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub credentials_file: Option<PathBuf>,
-}
+/// `[storage]`: the same keys in the agent and the hub.
+pub use conf::storage::StorageSection as Storage;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -155,15 +155,8 @@ impl Default for Sync {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct Storage {
-    /// "s3://bucket/prefix" or "file:///path". Default "file://<data dir>/outbox".
-    pub url: Option<String>,
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub credentials_file: Option<PathBuf>,
-}
+/// `[storage]`: the same keys in the agent and the hub.
+pub use conf::storage::StorageSection as Storage;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
