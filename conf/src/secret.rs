@@ -80,7 +80,7 @@ impl Secret {
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let text = text.trim();
         if text.is_empty() {
-            return Err(err("is empty; put the secret in it, or unset the key".into()));
+            return Err(err(format!("is empty; put the secret in it, or unset {} / remove the file", self.key)));
         }
         Ok(text.to_string())
     }

@@ -94,7 +94,12 @@ fn init_logs(cfg: &Validated, server: bool) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(if server { "info" } else { "warn" }));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: journald (and any log file) would keep
+    // the escape codes as text.
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = if cfg.json_logs { b.json().flatten_event(true).try_init() } else { b.try_init() };
 }
 
