@@ -115,6 +115,8 @@ pub async fn add_desk(
         Err(e @ EnrolError::Enrolled(_)) => return Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
         Err(EnrolError::Db(e)) => return Err(e.into()),
     };
+    // A rotated token replaces the old one at once on this hub.
+    app.desks.clear();
     let room = crate::db::desks::room_id(&**c, &n.room).await?;
     crate::db::audit::log_room(
         &**c,
@@ -137,6 +139,9 @@ pub async fn revoke_desk(
     if !crate::db::desks::revoke(&**c, &desk).await? {
         return Err(ApiError::not_found(format!("desk {desk:?} is not enrolled (or already revoked)")));
     }
+    // This hub forgets the token before answering; the others when the
+    // database's notification reaches them.
+    app.desks.clear();
     crate::db::audit::log(&**c, &user.0.name, "device.revoke", json!({"desk": desk})).await?;
     Ok(StatusCode::NO_CONTENT)
 }
