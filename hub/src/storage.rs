@@ -10,12 +10,11 @@
 //! body is longer or shorter than announced, so a half-written object is
 //! never recorded.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use conf::storage::{Location, S3Credentials, S3Settings, check_endpoint};
+use conf::storage::{S3Credentials, S3Settings, check_endpoint};
 use futures_util::{Stream, StreamExt};
 use object_store::path::Path as ObjPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
@@ -23,12 +22,8 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMulti
 /// The part size of streamed uploads (S3's minimum is 5 MiB).
 pub const PART_BYTES: usize = 8 << 20;
 
-/// Where clips go, as the config says.
-#[derive(Clone, Debug, PartialEq)]
-pub enum StoreUrl {
-    File { dir: PathBuf },
-    S3 { bucket: String, prefix: String },
-}
+/// Where clips go, as the config says (the URL forms both programs take).
+pub use conf::storage::Location as StoreUrl;
 
 /// S3 credentials (the shared `KEY=VALUE` format, [`conf::storage`]).
 pub type Credentials = S3Credentials;
@@ -46,18 +41,16 @@ impl StorageSettings {
     /// From the config; errors are (field, message).
     pub fn from_config(st: &crate::config::Storage) -> Result<Self, (&'static str, String)> {
         let raw = st.url.as_deref().unwrap_or(crate::config::DEFAULT_STORAGE);
-        let url = match Location::parse(raw, "s3://exam-clips/hub", "file:///var/lib/invigil-hub/clips")
-            .map_err(|m| ("storage.url", m))?
+        let url = StoreUrl::parse(raw, "s3://exam-clips/hub", "file:///var/lib/invigil-hub/clips")
+            .map_err(|m| ("storage.url", m))?;
+        if let StoreUrl::File { dir } = &url
+            && !dir.is_absolute()
         {
-            Location::S3 { bucket, prefix } => StoreUrl::S3 { bucket, prefix },
-            Location::File { dir } if dir.is_absolute() => StoreUrl::File { dir },
-            Location::File { .. } => {
-                return Err((
-                    "storage.url",
-                    format!("{raw:?} is not an absolute folder; use e.g. \"file:///var/lib/invigil-hub/clips\""),
-                ));
-            }
-        };
+            return Err((
+                "storage.url",
+                format!("{raw:?} is not an absolute folder; use e.g. \"file:///var/lib/invigil-hub/clips\""),
+            ));
+        }
         if let Some(ep) = &st.endpoint {
             check_endpoint(ep).map_err(|m| ("storage.endpoint", m))?;
         }

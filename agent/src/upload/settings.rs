@@ -48,8 +48,8 @@ impl StoreUrl {
 /// S3 credentials (the shared `KEY=VALUE` format, [`conf::storage`]).
 pub type Credentials = S3Credentials;
 
-/// Reads a credentials file by the one rule for secrets (a blank file is an
-/// error naming it); `file` names it in errors.
+/// Parses the text of a credentials file (read by the one rule for
+/// secrets); `file` names it in errors.
 pub fn read_credentials(text: &str, file: &str) -> Result<Credentials, UploadError> {
     S3Credentials::parse(text).map_err(|message| UploadError::Credentials { file: file.to_string(), message })
 }

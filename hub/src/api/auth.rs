@@ -126,12 +126,8 @@ pub async fn login(
         }
         LoginOutcome::Throttled { retry_after_s } => {
             tracing::warn!(user = %l.user, retry_after_s, "auth: too many failed logins for this name; refused unchecked");
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("too many failed logins for this user name: try again in {retry_after_s} s"),
-            );
-            e.retry_after = Some(retry_after_s);
-            return Err(e);
+            let message = format!("too many failed logins for this user name: try again in {retry_after_s} s");
+            return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, message).with_retry_after(retry_after_s));
         }
     };
     crate::db::audit::log(&**c, &user.name, "login", serde_json::json!({})).await?;

@@ -80,9 +80,8 @@ async fn upload_inner(
         .filter(|p| *p <= MAX_PART)
         .ok_or_else(|| ApiError::bad(format!("part {part:?} is not a number 0-{MAX_PART}")))?;
     if let Err(wait) = app.limiter.take(desk.id) {
-        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, format!("desk {} sends too fast", desk.device_id));
-        e.retry_after = Some(wait);
-        return Err(e);
+        let message = format!("desk {} sends too fast", desk.device_id);
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, message).with_retry_after(wait));
     }
     let len = headers
         .get(header::CONTENT_LENGTH)
@@ -106,12 +105,8 @@ async fn upload_inner(
             return Err(ApiError::forbidden(format!("incident {incident:?} is not desk {}'s", desk.device_id)));
         }
         Owner::Unknown => {
-            let mut e = ApiError::new(
-                StatusCode::CONFLICT,
-                format!("incident {incident:?} is not known yet: its batch must arrive first; retry later"),
-            );
-            e.retry_after = Some(5);
-            return Err(e);
+            let message = format!("incident {incident:?} is not known yet: its batch must arrive first; retry later");
+            return Err(ApiError::new(StatusCode::CONFLICT, message).with_retry_after(5));
         }
     };
     // No connection held while the body streams.

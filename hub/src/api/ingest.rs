@@ -74,12 +74,8 @@ async fn handle(
 ) -> Result<BatchAck, ApiError> {
     let desk = app.desk_auth(headers).await?;
     if let Err(wait) = app.limiter.take(desk.id) {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("desk {} sends too fast; retry in {wait} s", desk.device_id),
-        );
-        e.retry_after = Some(wait);
-        return Err(e);
+        let message = format!("desk {} sends too fast; retry in {wait} s", desk.device_id);
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, message).with_retry_after(wait));
     }
     let cap = app.cfg.limits.max_batch_kib as usize * 1024;
     let raw = read_capped(headers, body, cap).await?;

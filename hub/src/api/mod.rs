@@ -86,7 +86,11 @@ impl ApiError {
     }
     /// Try again later (503 with Retry-After).
     pub fn unavailable(message: impl Into<String>, retry_after: u64) -> ApiError {
-        ApiError { status: StatusCode::SERVICE_UNAVAILABLE, message: message.into(), retry_after: Some(retry_after) }
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).with_retry_after(retry_after)
+    }
+    /// The same answer, telling the client when to try again (`Retry-After`).
+    pub fn with_retry_after(self, seconds: u64) -> ApiError {
+        ApiError { retry_after: Some(seconds), ..self }
     }
 }
 
