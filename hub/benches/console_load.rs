@@ -68,12 +68,11 @@ fn args() -> Args {
 async fn main() {
     let a = args();
     let db = hub::db::Db::connect(&a.db, 4).await.expect("the database");
-    let mut c = db.get().await.expect("a connection");
     let mut tokens = Vec::with_capacity(a.desks);
     let mut seats = Vec::with_capacity(a.desks);
     for i in 0..a.desks {
         let desk = format!("bench-{:04}", i + 1);
-        tokens.push(hub::db::desks::enrol(&mut c, &desk, &a.room, true).await.expect("enrol"));
+        tokens.push(hub::actions::desks::enrol(&db, "bench", &desk, &a.room, true).await.expect("enrol"));
         seats.push(hub::roster::Seat {
             desk,
             student_id: format!("s-{:04}", i + 1),
@@ -90,9 +89,7 @@ async fn main() {
         created_by: "bench".into(),
         retention_days: None,
     };
-    let exam = hub::db::exams::create(&mut c, &new).await.expect("the exam");
-    hub::db::exams::start(&mut c, exam).await.expect("start");
-    drop(c);
+    let exam = hub::actions::exams::create(&db, "bench", &new, true).await.expect("the exam");
     let sent = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let ws_url = format!("{}{}", a.url.replacen("http", "ws", 1), proto::device::DEVICE_WS_PATH);

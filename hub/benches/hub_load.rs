@@ -274,11 +274,10 @@ fn main() {
     eprintln!("hub_load: enrolling {} desks", a.desks);
     let tokens: Vec<(String, String)> = rt.block_on(async {
         let db = hub::db::Db::connect(&a.db, 1).await.unwrap();
-        let mut c = db.get().await.unwrap();
         let mut out = vec![];
         for d in 0..a.desks {
             let device = format!("bench-{d:05}");
-            let t = hub::db::desks::enrol(&mut c, &device, &a.room, true).await.unwrap();
+            let t = hub::actions::desks::enrol(&db, "bench", &device, &a.room, true).await.unwrap();
             out.push((device, t));
         }
         out

@@ -45,7 +45,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use conf::secret::Secret;
+use conf::storage::{S3Credentials, check_endpoint};
 use serde::Deserialize;
+
+use crate::storage::{StorageSettings, StoreUrl};
 
 /// Where `run` and the other commands look without `--config`.
 pub const DEFAULT_PATH: &str = "/etc/invigil-hub/config.toml";
@@ -171,7 +174,7 @@ pub struct Validated {
     pub secure_cookies: bool,
     pub login_hours: u32,
     pub shutdown_timeout_s: u64,
-    pub storage: crate::storage::StorageSettings,
+    pub storage: StorageSettings,
     pub limits: Limits,
     pub json_logs: bool,
 }
@@ -190,7 +193,48 @@ impl Config {
     /// Checks values and fills in defaults. `file` names the config in errors.
     pub fn validate(self, file: &str) -> Result<Validated, ConfigError> {
         let err = |field: &str, msg: String| ConfigError::field(file, field, msg);
-        let database_url = match (&self.database.url, &self.database.url_file) {
+        let database_url = self.database_url(file)?;
+        if !(1..=1000).contains(&self.database.pool_size) {
+            return Err(err(
+                "database.pool_size",
+                format!("{} is out of range 1-1000; e.g. 16", self.database.pool_size),
+            ));
+        }
+        if let Some(p) = &self.database.ca_file
+            && !p.is_file()
+        {
+            return Err(err(
+                "database.ca_file",
+                format!("{} is not a file; e.g. \"/etc/invigil-hub/db-ca.pem\"", p.display()),
+            ));
+        }
+        let (listen, hub_id) = self.server.check().map_err(|(f, m)| err(f, m))?;
+        let storage = storage_settings(&self.storage).map_err(|(f, m)| err(f, m))?;
+        self.limits.check().map_err(|(f, m)| err(f, m))?;
+        let json_logs = match self.log.format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => return Err(err("log.format", format!("{other:?} is not a format; use \"text\" or \"json\""))),
+        };
+        Ok(Validated {
+            database_url,
+            pool_size: self.database.pool_size,
+            ca_file: self.database.ca_file.clone(),
+            listen,
+            hub_id,
+            secure_cookies: self.server.secure_cookies,
+            login_hours: self.server.login_hours,
+            shutdown_timeout_s: self.server.shutdown_timeout_s,
+            storage,
+            limits: self.limits,
+            json_logs,
+        })
+    }
+
+    /// `database.url` or the file holding it (by the one rule for secrets).
+    fn database_url(&self, file: &str) -> Result<String, ConfigError> {
+        let err = |field: &str, msg: String| ConfigError::field(file, field, msg);
+        let url = match (&self.database.url, &self.database.url_file) {
             (Some(_), Some(_)) => {
                 return Err(err("database.url_file", "set database.url or database.url_file, not both".into()));
             }
@@ -208,8 +252,8 @@ impl Config {
                 }
             },
         };
-        if database_url.parse::<tokio_postgres::Config>().is_err()
-            || !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://"))
+        if url.parse::<tokio_postgres::Config>().is_err()
+            || !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
             // Never echo the URL: it may hold a password.
             return Err(err(
@@ -217,78 +261,91 @@ impl Config {
                 "not a PostgreSQL URL; use e.g. \"postgres://invigil@127.0.0.1:5432/invigil\"".into(),
             ));
         }
-        if !(1..=1000).contains(&self.database.pool_size) {
-            return Err(err(
-                "database.pool_size",
-                format!("{} is out of range 1-1000; e.g. 16", self.database.pool_size),
-            ));
-        }
-        let listen: SocketAddr = self.server.listen.parse().map_err(|_| {
-            err("server.listen", format!("{:?} is not an address; use e.g. \"127.0.0.1:8080\"", self.server.listen))
+        Ok(url)
+    }
+}
+
+impl Server {
+    /// The listen address and the hub's id; errors are (field, message).
+    fn check(&self) -> Result<(SocketAddr, String), (&'static str, String)> {
+        let listen: SocketAddr = self.listen.parse().map_err(|_| {
+            ("server.listen", format!("{:?} is not an address; use e.g. \"127.0.0.1:8080\"", self.listen))
         })?;
-        let hub_id = match &self.server.hub_id {
+        let hub_id = match &self.hub_id {
             Some(h) => {
-                proto::check_id("server.hub_id", h, 64).map_err(|e| err("server.hub_id", e.message))?;
+                proto::check_id("server.hub_id", h, 64).map_err(|e| ("server.hub_id", e.message))?;
                 h.clone()
             }
             None => format!("{}:{}", hostname(), listen.port()),
         };
-        if self.server.login_hours == 0 || self.server.login_hours > 24 * 30 {
-            return Err(err(
-                "server.login_hours",
-                format!("{} is out of range 1-720; e.g. 12", self.server.login_hours),
-            ));
+        if self.login_hours == 0 || self.login_hours > 24 * 30 {
+            return Err(("server.login_hours", format!("{} is out of range 1-720; e.g. 12", self.login_hours)));
         }
-        if self.server.shutdown_timeout_s > 600 {
-            return Err(err(
+        if self.shutdown_timeout_s > 600 {
+            return Err((
                 "server.shutdown_timeout_s",
-                format!("{} is out of range 0-600; e.g. 20", self.server.shutdown_timeout_s),
+                format!("{} is out of range 0-600; e.g. 20", self.shutdown_timeout_s),
             ));
         }
-        let storage = crate::storage::StorageSettings::from_config(&self.storage).map_err(|(f, m)| err(f, m))?;
-        let l = &self.limits;
+        Ok((listen, hub_id))
+    }
+}
+
+impl Limits {
+    /// Every limit in its range; errors are (field, message).
+    fn check(&self) -> Result<(), (&'static str, String)> {
         for (field, v, lo, hi, good) in [
-            ("limits.max_batch_kib", l.max_batch_kib, 16, 1 << 20, 4096),
-            ("limits.max_batch_expanded_kib", l.max_batch_expanded_kib, 16, 1 << 22, 32768),
-            ("limits.max_clip_mib", l.max_clip_mib, 1, 1 << 16, 512),
-            ("limits.batch_burst", l.batch_burst as u64, 1, 100_000, 60),
-            ("limits.login_failures", l.login_failures as u64, 1, 10_000, 10),
-            ("limits.login_window_min", l.login_window_min as u64, 1, 1440, 15),
+            ("limits.max_batch_kib", self.max_batch_kib, 16, 1 << 20, 4096),
+            ("limits.max_batch_expanded_kib", self.max_batch_expanded_kib, 16, 1 << 22, 32768),
+            ("limits.max_clip_mib", self.max_clip_mib, 1, 1 << 16, 512),
+            ("limits.batch_burst", self.batch_burst as u64, 1, 100_000, 60),
+            ("limits.login_failures", self.login_failures as u64, 1, 10_000, 10),
+            ("limits.login_window_min", self.login_window_min as u64, 1, 1440, 15),
         ] {
             if !(lo..=hi).contains(&v) {
-                return Err(err(field, format!("{v} is out of range {lo}-{hi}; e.g. {good}")));
+                return Err((field, format!("{v} is out of range {lo}-{hi}; e.g. {good}")));
             }
         }
-        if !(l.batches_per_s.is_finite() && l.batches_per_s > 0.0 && l.batches_per_s <= 10_000.0) {
-            return Err(err("limits.batches_per_s", format!("{} is out of range (0, 10000]; e.g. 5", l.batches_per_s)));
+        if !(self.batches_per_s.is_finite() && self.batches_per_s > 0.0 && self.batches_per_s <= 10_000.0) {
+            return Err(("limits.batches_per_s", format!("{} is out of range (0, 10000]; e.g. 5", self.batches_per_s)));
         }
-        let json_logs = match self.log.format.as_str() {
-            "text" => false,
-            "json" => true,
-            other => return Err(err("log.format", format!("{other:?} is not a format; use \"text\" or \"json\""))),
-        };
-        if let Some(p) = &self.database.ca_file
-            && !p.is_file()
-        {
-            return Err(err(
-                "database.ca_file",
-                format!("{} is not a file; e.g. \"/etc/invigil-hub/db-ca.pem\"", p.display()),
-            ));
-        }
-        Ok(Validated {
-            database_url,
-            pool_size: self.database.pool_size,
-            ca_file: self.database.ca_file.clone(),
-            listen,
-            hub_id,
-            secure_cookies: self.server.secure_cookies,
-            login_hours: self.server.login_hours,
-            shutdown_timeout_s: self.server.shutdown_timeout_s,
-            storage,
-            limits: self.limits,
-            json_logs,
-        })
+        Ok(())
     }
+}
+
+/// `[storage]`, checked; errors are (field, message).
+fn storage_settings(st: &Storage) -> Result<StorageSettings, (&'static str, String)> {
+    let raw = st.url.as_deref().unwrap_or(DEFAULT_STORAGE);
+    let url = StoreUrl::parse(raw, "s3://exam-clips/hub", "file:///var/lib/invigil-hub/clips")
+        .map_err(|m| ("storage.url", m))?;
+    if let StoreUrl::File { dir } = &url
+        && !dir.is_absolute()
+    {
+        return Err((
+            "storage.url",
+            format!("{raw:?} is not an absolute folder; use e.g. \"file:///var/lib/invigil-hub/clips\""),
+        ));
+    }
+    if let Some(ep) = &st.endpoint {
+        check_endpoint(ep).map_err(|m| ("storage.endpoint", m))?;
+    }
+    let mut credentials = None;
+    if matches!(url, StoreUrl::S3 { .. }) {
+        let found = S3_CREDENTIALS
+            .load(st.credentials_file.as_deref())
+            .map_err(|e| ("storage.credentials_file", format!("{}: {}", e.path.display(), e.message)))?;
+        let Some((file, text)) = found else {
+            return Err((
+                "storage.credentials_file",
+                "required for an s3:// storage.url (or $CREDENTIALS_DIRECTORY/s3-credentials)".to_string(),
+            ));
+        };
+        credentials = Some(
+            S3Credentials::parse(&text)
+                .map_err(|m| ("storage.credentials_file", format!("{}: {m}", file.display())))?,
+        );
+    }
+    Ok(StorageSettings { url, endpoint: st.endpoint.clone(), region: st.region.clone(), credentials })
 }
 
 /// The config at `path` (or [`DEFAULT_PATH`]), loaded and validated.

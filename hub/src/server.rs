@@ -4,43 +4,55 @@
 //! Start, in order: connect to PostgreSQL, migrate (under the advisory
 //! lock), open the pool's connections with the ingest statement prepared,
 //! open the clip store, bind the listen address, then serve and start the
-//! background loops (LISTEN, reconcile, scheduler, live flush, retention).
+//! background jobs ([`crate::jobs`]).
 //!
-//! Stop, in order (graceful: batches in flight finish): stop accepting
-//! connections; tell WebSockets to close (1012) and loops to end; wait for
-//! requests in flight (at most `server.shutdown_timeout_s`); write this
-//! hub's desks as disconnected to `desk_live`.
+//! Stop, in order (graceful: batches in flight finish): raise the one
+//! [`Shutdown`]: the server stops accepting connections, WebSockets close
+//! (1012) and jobs end; wait for requests in flight (at most
+//! `server.shutdown_timeout_s`); the live flush writes this hub's desks as
+//! disconnected to `desk_live` last.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{App, DeskCache, Limiter};
+use crate::clock::SharedClock;
 use crate::config::Validated;
 use crate::db::Db;
+use crate::shutdown::{Shutdown, Trigger};
+use crate::state::App;
 
-/// Returns once `shutdown` is true (or its sender is gone).
-pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await;
+/// Why a hub did not start: the config's fault (exit 2) or the world's (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A value of the config cannot work (the listen address, the storage).
+    #[error("{0}")]
+    Config(String),
+    #[error("{0:#}")]
+    Failed(#[from] anyhow::Error),
 }
 
 /// A running hub.
 pub struct Running {
     pub addr: SocketAddr,
     pub app: Arc<App>,
-    shutdown: watch::Sender<bool>,
+    trigger: Trigger,
     serve: JoinHandle<std::io::Result<()>>,
-    loops: Vec<JoinHandle<()>>,
+    jobs: Vec<JoinHandle<()>>,
 }
 
-/// Connects, migrates and serves `cfg`.
-pub async fn start(cfg: Validated) -> anyhow::Result<Running> {
+/// Connects, migrates and serves `cfg` on the real clock.
+pub async fn start(cfg: Validated) -> Result<Running, StartError> {
+    start_with(cfg, crate::clock::system()).await
+}
+
+/// As [`start`], on `clock`.
+pub async fn start_with(cfg: Validated, clock: SharedClock) -> Result<Running, StartError> {
     let db = Db::connect_tls(&cfg.database_url, cfg.pool_size, cfg.ca_file.as_deref()).await?;
     let mut mc = db.dedicated().await?;
-    let m = crate::db::migrate::migrate(&mut mc).await?;
+    let m = crate::db::migrate::migrate(&mut mc).await.map_err(anyhow::Error::from)?;
     drop(mc);
     if m.from != m.to {
         tracing::info!(from = m.from, to = m.to, "database: schema upgraded");
@@ -48,45 +60,27 @@ pub async fn start(cfg: Validated) -> anyhow::Result<Running> {
     if let Err(e) = crate::db::ingest::warm(&db, cfg.pool_size).await {
         tracing::warn!(error = %crate::db::describe(&e), "database: warming the pool failed; connections open on demand");
     }
-    let store = cfg.storage.build()?;
+    let store = cfg.storage.build().map_err(|e| StartError::Config(format!("{e:#}")))?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .map_err(|e| anyhow::anyhow!("server.listen: cannot listen on {}: {e}", cfg.listen))?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = watch::channel(false);
-    let app = Arc::new(App {
-        limiter: Limiter::new(cfg.limits.batches_per_s, cfg.limits.batch_burst),
-        cfg,
-        db,
-        store,
-        live: crate::live::Live::new(),
-        metrics: crate::metrics::Metrics::new(),
-        desks: DeskCache::default(),
-        shutdown: rx.clone(),
-        notify_up: Default::default(),
-        skew_logged: Default::default(),
-    });
-    let router = crate::api::router(app.clone());
-    let mut stop = rx.clone();
+        .map_err(|e| StartError::Config(format!("server.listen: cannot listen on {}: {e}", cfg.listen)))?;
+    let addr = listener.local_addr().map_err(anyhow::Error::from)?;
+    let (trigger, shutdown) = Shutdown::new();
+    let app = Arc::new(App::new(cfg, db, store, shutdown.clone(), clock));
+    let router = crate::routes::router(app.clone());
     let serve = tokio::spawn(async move {
-        axum::serve(listener, router).with_graceful_shutdown(async move { stopped(&mut stop).await }).await
+        axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.wait().await }).await
     });
-    let loops = vec![
-        tokio::spawn(crate::sessions::listen(app.clone(), rx.clone())),
-        tokio::spawn(crate::sessions::reconcile(app.clone(), rx.clone())),
-        tokio::spawn(crate::sessions::scheduler(app.clone(), rx.clone())),
-        tokio::spawn(crate::sessions::flush_live(app.clone(), rx.clone())),
-        tokio::spawn(crate::retention::run(app.clone(), rx.clone())),
-    ];
+    let jobs = crate::jobs::spawn_all(&app);
     tracing::info!(%addr, hub_id = %app.cfg.hub_id, "hub: serving");
-    Ok(Running { addr, app, shutdown: tx, serve, loops })
+    Ok(Running { addr, app, trigger, serve, jobs })
 }
 
 impl Running {
     /// Stops gracefully (see the module docs); false if requests were still
     /// running at the timeout.
     pub async fn stop(self) -> bool {
-        let _ = self.shutdown.send(true);
+        self.trigger.raise();
         let limit = Duration::from_secs(self.app.cfg.shutdown_timeout_s);
         let clean = match tokio::time::timeout(limit, self.serve).await {
             Ok(Ok(Ok(()))) => true,
@@ -103,11 +97,11 @@ impl Running {
                 false
             }
         };
-        for l in self.loops {
-            // The loops end at the signal; the live flush writes the
+        for j in self.jobs {
+            // The jobs end at the signal; the live flush writes the
             // disconnects last.
-            if tokio::time::timeout(Duration::from_secs(5), l).await.is_err() {
-                tracing::warn!("hub: a background loop did not stop within 5 s");
+            if tokio::time::timeout(Duration::from_secs(5), j).await.is_err() {
+                tracing::warn!("hub: a background job did not stop within 5 s");
             }
         }
         tracing::info!(clean, "hub: stopped");

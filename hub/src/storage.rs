@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use conf::storage::{S3Credentials, S3Settings, check_endpoint};
+use conf::storage::{S3Credentials, S3Settings};
 use futures_util::{Stream, StreamExt};
 use object_store::path::Path as ObjPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
@@ -38,42 +38,6 @@ pub struct StorageSettings {
 }
 
 impl StorageSettings {
-    /// From the config; errors are (field, message).
-    pub fn from_config(st: &crate::config::Storage) -> Result<Self, (&'static str, String)> {
-        let raw = st.url.as_deref().unwrap_or(crate::config::DEFAULT_STORAGE);
-        let url = StoreUrl::parse(raw, "s3://exam-clips/hub", "file:///var/lib/invigil-hub/clips")
-            .map_err(|m| ("storage.url", m))?;
-        if let StoreUrl::File { dir } = &url
-            && !dir.is_absolute()
-        {
-            return Err((
-                "storage.url",
-                format!("{raw:?} is not an absolute folder; use e.g. \"file:///var/lib/invigil-hub/clips\""),
-            ));
-        }
-        if let Some(ep) = &st.endpoint {
-            check_endpoint(ep).map_err(|m| ("storage.endpoint", m))?;
-        }
-        let mut credentials = None;
-        if matches!(url, StoreUrl::S3 { .. }) {
-            let found = crate::config::S3_CREDENTIALS
-                .load(st.credentials_file.as_deref())
-                .map_err(|e| ("storage.credentials_file", format!("{}: {}", e.path.display(), e.message)))?;
-            let Some((file, text)) = found else {
-                return Err((
-                    "storage.credentials_file",
-                    "required for an s3:// storage.url (or $CREDENTIALS_DIRECTORY/s3-credentials)".to_string(),
-                ));
-            };
-            credentials = Some(
-                S3Credentials::parse(&text)
-                    .map_err(|m| ("storage.credentials_file", format!("{}: {m}", file.display())))?,
-            );
-        }
-        Ok(StorageSettings { url, endpoint: st.endpoint.clone(), region: st.region.clone(), credentials })
-    }
-
-    /// Opens the store (creates the local folder).
     pub fn build(&self) -> anyhow::Result<Store> {
         match &self.url {
             StoreUrl::File { dir } => {

@@ -10,9 +10,7 @@ use support::{TestHub, batch, body, now_ms};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_sets_a_strict_cookie_and_wrong_passwords_are_refused() {
     let h = TestHub::start("auth_login", "").await;
-    let mut c = h.db().await;
-    hub::db::users::add(&mut c, "ada", "admin", &[], "correct horse battery").await.unwrap();
-    drop(c);
+    h.add_user("ada", "admin", &[]).await;
     let login = |user: &str, pw: &str| {
         h.http
             .post(h.url("/api/login"))
@@ -60,11 +58,9 @@ async fn login_sets_a_strict_cookie_and_wrong_passwords_are_refused() {
 async fn password_guessing_is_throttled_per_name_across_hubs_until_the_failures_age_out() {
     let limits = "[limits]\nlogin_failures = 3\nlogin_window_min = 1\n";
     let h = TestHub::start("auth_throttle", limits).await;
-    let mut c = h.db().await;
     for name in ["ada", "bob"] {
-        hub::db::users::add(&mut c, name, "admin", &[], "correct horse battery").await.unwrap();
+        h.add_user(name, "admin", &[]).await;
     }
-    drop(c);
     let login = |h: &TestHub, user: &str, pw: &str| {
         h.http
             .post(h.url("/api/login"))

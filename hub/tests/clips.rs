@@ -17,7 +17,6 @@ use support::{TestHub, batch, body, now_ms};
 async fn exam_with_incident(h: &TestHub) -> (i64, String, String) {
     let t1 = h.enrol("desk-1", "hall-a").await;
     let t2 = h.enrol("desk-2", "hall-a").await;
-    let mut c = h.db().await;
     let seats = vec![
         hub::roster::Seat { desk: "desk-1".into(), student_id: "s-1".into(), ..Default::default() },
         hub::roster::Seat { desk: "desk-2".into(), student_id: "s-2".into(), ..Default::default() },
@@ -31,9 +30,7 @@ async fn exam_with_incident(h: &TestHub) -> (i64, String, String) {
         created_by: "t".into(),
         retention_days: None,
     };
-    let id = hub::db::exams::create(&mut c, &new).await.unwrap();
-    hub::db::exams::start(&mut c, id).await.unwrap();
-    drop(c);
+    let id = hub::actions::exams::create(&h.running.app.db, "t", &new, true).await.unwrap();
     let session = format!("ex{id}-desk-1");
     let mut b = batch("desk-1", "desk-1-b1", Some((&session, "s-1")), 0, 30, now_ms());
     let t = proto::Timestamp(chrono::Utc::now());
@@ -107,7 +104,7 @@ async fn a_clip_goes_through_the_hub_to_a_key_the_hub_chose_and_plays_back_with_
 
     // exam show has it.
     let c = h.db().await;
-    let show = hub::db::exams::show(&**c, exam).await.unwrap().unwrap();
+    let show = hub::db::exam_show::show(&**c, exam).await.unwrap().unwrap();
     let d1 = show.desks.iter().find(|d| d.device_id == "desk-1").unwrap();
     assert_eq!(d1.incidents.len(), 1);
     let inc = &d1.incidents[0];

@@ -335,7 +335,11 @@ async fn retention_deletes_an_exams_clips_and_scores_n_days_after_it_stopped() {
     };
     assert_eq!(clip_files().len(), 2);
     let app = h.running.app.clone();
-    assert_eq!(hub::retention::purge_due(&app).await.unwrap(), hub::retention::Purged::default(), "nothing due yet");
+    assert_eq!(
+        hub::jobs::retention::purge_due(&app).await.unwrap(),
+        hub::jobs::retention::Purged::default(),
+        "nothing due yet"
+    );
     // Simulated time: one exam stopped 31 days ago, the other 29.
     let c = h.db().await;
     c.execute("UPDATE exams SET stopped_at = now() - interval '31 days' WHERE id = $1", &[&old]).await.unwrap();
@@ -343,9 +347,9 @@ async fn retention_deletes_an_exams_clips_and_scores_n_days_after_it_stopped() {
     drop(c);
     let (_, r) = h.get_as(&admin, &format!("/api/exams/{old}/review")).await;
     assert!(r["exam"]["delete_at"].is_string() && r["exam"]["purged_at"].is_null(), "{r}");
-    let p = hub::retention::purge_due(&app).await.unwrap();
+    let p = hub::jobs::retention::purge_due(&app).await.unwrap();
     assert_eq!((p.exams, p.clips, p.scores), (1, 1, 900));
-    assert_eq!(hub::retention::purge_due(&app).await.unwrap().exams, 0, "purged once");
+    assert_eq!(hub::jobs::retention::purge_due(&app).await.unwrap().exams, 0, "purged once");
     let files = clip_files();
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].to_string_lossy().contains("desk-2"), "the recent exam's clip stays");

@@ -187,9 +187,7 @@ async fn bad_input_is_refused_with_a_clear_error_and_changes_nothing() {
     assert_eq!(fingerprint(&h).await, before, "the big bodies changed something");
 
     // A revoked token is a 401 (the box dead-letters), at once.
-    let c = h.db().await;
-    assert!(hub::db::desks::revoke(&**c, "desk-1").await.unwrap());
-    drop(c);
+    hub::actions::desks::revoke(&h.running.app.db, "t", "desk-1").await.unwrap();
     let mut refused = None;
     for _ in 0..50 {
         let (st, err) = h.post_batch(&tok1, "desk-1-next", body(&next), &[]).await;

@@ -143,7 +143,7 @@ async fn a_start_from_another_process_and_a_missed_notification_both_arrive() {
     let mut w1 = hello(&h, &t1, "desk-1", "hall-a").await;
     // As `invigil-hub exam start` does from its own process: the database
     // notifies this hub.
-    let mut c = hub::db::Db::connect(&h.db_url, 1).await.unwrap().get().await.unwrap();
+    let db = hub::db::Db::connect(&h.db_url, 1).await.unwrap();
     let new = hub::db::exams::NewExam {
         room: "hall-a".into(),
         name: None,
@@ -153,13 +153,13 @@ async fn a_start_from_another_process_and_a_missed_notification_both_arrive() {
         created_by: "test".into(),
         retention_days: None,
     };
-    let id = hub::db::exams::create(&mut c, &new).await.unwrap();
-    hub::db::exams::start(&mut c, id).await.unwrap();
+    let id = hub::actions::exams::create(&db, "test", &new, true).await.unwrap();
+    let c = db.get().await.unwrap();
     assert_eq!(session_of(&mut w1, WITHIN).await.unwrap().session_id, format!("ex{id}-desk-1"));
     // A change without a notification (as if it were lost): the periodic
     // reconcile delivers it.
     c.execute("UPDATE sessions SET stopped_at = now()", &[]).await.unwrap();
-    let limit = hub::sessions::RECONCILE + WITHIN;
+    let limit = hub::jobs::reconcile::EVERY + WITHIN;
     assert_eq!(session_of(&mut w1, limit).await, None, "the reconcile pushed the stop");
     h.stop().await;
 }
@@ -195,8 +195,7 @@ async fn a_wrong_token_cannot_connect_and_a_revoked_desk_is_disconnected() {
         other => panic!("expected a 401, got {:?}", other.map(|_| ())),
     }
     let mut w1 = hello(&h, &t1, "desk-1", "hall-a").await;
-    let c = h.db().await;
-    assert!(hub::db::desks::revoke(&**c, "desk-1").await.unwrap());
+    hub::actions::desks::revoke(&h.running.app.db, "t", "desk-1").await.unwrap();
     assert_eq!(next(&mut w1, WITHIN).await, None, "closed after the revocation");
     h.stop().await;
 }

@@ -26,14 +26,16 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::auth::CurrentUser;
-use super::{ApiError, AppState};
+use crate::auth::CurrentUser;
 use crate::db::clips::Owner;
+use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery};
+use crate::state::AppState;
 use crate::storage::PutError;
 
 /// Most clip parts per incident.
@@ -41,7 +43,7 @@ pub const MAX_PART: u32 = 99;
 
 pub async fn upload(
     State(app): State<AppState>,
-    Path((incident, part)): Path<(String, String)>,
+    ApiPath((incident, part)): ApiPath<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<proto::Clip>, ApiError> {
@@ -50,7 +52,7 @@ pub async fn upload(
     if r.is_err()
         && let Some(b) = body.take()
     {
-        super::drain(b, &headers).await;
+        crate::body::drain(b, &headers).await;
     }
     app.metrics.clip(match &r {
         Ok(_) => "stored",
@@ -60,7 +62,7 @@ pub async fn upload(
     if let Err(e) = &r
         && e.status.is_client_error()
     {
-        tracing::info!(incident, part, status = e.status.as_u16(), error = %e.message, "clips: upload refused");
+        tracing::info!(incident = ?incident, part = ?part, status = e.status.as_u16(), error = %e.message, "clips: upload refused");
     }
     r
 }
@@ -72,7 +74,7 @@ async fn upload_inner(
     headers: &HeaderMap,
     body: &mut Option<Body>,
 ) -> Result<Json<proto::Clip>, ApiError> {
-    let desk = app.desk_auth(headers).await?;
+    let desk = crate::auth::device::desk(app, headers).await?;
     proto::check_id("incident_id", incident, proto::batch::MAX_ID_LEN).map_err(|e| ApiError::bad(e.to_string()))?;
     let part: u32 = part
         .parse()
@@ -80,13 +82,9 @@ async fn upload_inner(
         .filter(|p| *p <= MAX_PART)
         .ok_or_else(|| ApiError::bad(format!("part {part:?} is not a number 0-{MAX_PART}")))?;
     if let Err(wait) = app.limiter.take(desk.id) {
-        let message = format!("desk {} sends too fast", desk.device_id);
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, message).with_retry_after(wait));
+        return Err(ApiError::too_many(format!("desk {} sends too fast", desk.device_id), wait));
     }
-    let len = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+    let len = crate::body::content_length(headers)
         .ok_or_else(|| ApiError::new(StatusCode::LENGTH_REQUIRED, "Content-Length is required for a clip"))?;
     let cap = app.cfg.limits.max_clip_mib << 20;
     if len == 0 {
@@ -106,7 +104,7 @@ async fn upload_inner(
         }
         Owner::Unknown => {
             let message = format!("incident {incident:?} is not known yet: its batch must arrive first; retry later");
-            return Err(ApiError::new(StatusCode::CONFLICT, message).with_retry_after(5));
+            return Err(ApiError::conflict(message).with_retry_after(5));
         }
     };
     // No connection held while the body streams.
@@ -140,8 +138,8 @@ pub struct PartQuery {
 pub async fn play(
     State(app): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
-    Query(q): Query<PartQuery>,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(q): ApiQuery<PartQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let c = app.db.get().await?;
@@ -151,7 +149,7 @@ pub async fn play(
                 user.room(room)?;
                 Err(ApiError::not_found(format!("incident {id} has no clip part {}", q.part)))
             }
-            None if user.0.admin => Err(ApiError::not_found(format!("incident {id} does not exist"))),
+            None if user.0.is_admin() => Err(ApiError::not_found(format!("incident {id} does not exist"))),
             None => Err(ApiError::forbidden(format!("user {:?} has no rights to incident {id}", user.0.name))),
         };
     };
@@ -175,11 +173,11 @@ pub async fn play(
         },
     };
     if range.as_ref().is_none_or(|r| r.start == 0) {
-        crate::db::audit::log_room(
+        crate::db::audit::append(
             &**c,
             &user.0.name,
             "clip.view",
-            room,
+            Some(room),
             serde_json::json!({"incident": id, "part": q.part}),
         )
         .await?;

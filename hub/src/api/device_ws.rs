@@ -4,7 +4,7 @@
 //! On connect the hub sends `welcome` (device id, room, hub clock), then
 //! `session` (the desk's open session or null), then `session` again on
 //! every change, pushed by [`crate::sessions`]. The box sends `state` at
-//! least once a second; each one updates [`crate::live`] and the box's
+//! least once a second; each one updates [`crate::connections`] and the box's
 //! clock skew. Messages of unknown type are ignored (a newer box may send
 //! more); a message over 64 KiB closes the connection.
 //!
@@ -26,9 +26,10 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use proto::device::{FromDevice, ToDevice};
 
-use super::AppState;
+use crate::connections::Push;
 use crate::db::desks::Desk;
-use crate::live::Push;
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Largest message accepted from a box.
 pub const MAX_MESSAGE: usize = 64 << 10;
@@ -37,25 +38,25 @@ pub const SILENCE: Duration = Duration::from_secs(30);
 const PING_EVERY: Duration = Duration::from_secs(15);
 
 pub async fn upgrade(State(app): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
-    let desk = match app.desk_auth(&headers).await {
+    let desk = match crate::auth::device::desk(&app, &headers).await {
         Ok(d) => d,
         Err(e) => return e.into_response(),
     };
-    if *app.shutdown.borrow() {
-        return super::ApiError::unavailable("the hub is stopping", 1).into_response();
+    if app.shutdown.is_raised() {
+        return ApiError::unavailable("the hub is stopping", 1).into_response();
     }
     ws.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE).on_upgrade(move |socket| run(app, desk, socket))
 }
 
 async fn run(app: AppState, desk: Desk, socket: WebSocket) {
-    let (generation, mut pushes) = app.live.connect(&desk, chrono::Utc::now());
-    app.metrics.desks_connected.set(app.live.count() as i64);
+    let (generation, mut pushes) = app.connections.connect(&desk, app.clock.now());
+    app.metrics.desks_connected.set(app.connections.count() as i64);
     tracing::info!(desk = %desk.device_id, room = %desk.room, "device: connected");
     let (mut tx, mut rx) = socket.split();
     let welcome = ToDevice::Welcome {
         device_id: desk.device_id.clone(),
         room: desk.room.clone(),
-        hub_time: proto::Timestamp(chrono::Utc::now()),
+        hub_time: proto::Timestamp(app.clock.now()),
     };
     let mut why = "closed by the box";
     if send(&mut tx, &welcome).await.is_err() {
@@ -66,7 +67,6 @@ async fn run(app: AppState, desk: Desk, socket: WebSocket) {
         if let Err(e) = crate::sessions::push_to(&app, &[desk.id]).await {
             tracing::warn!(desk = %desk.device_id, error = %e, "device: reading the session failed; the reconcile retries");
         }
-        let mut shutdown = app.shutdown.clone();
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
         let silence = tokio::time::sleep(SILENCE);
@@ -76,11 +76,11 @@ async fn run(app: AppState, desk: Desk, socket: WebSocket) {
                 m = rx.next() => match m {
                     Some(Ok(Message::Text(t))) => {
                         silence.as_mut().reset(tokio::time::Instant::now() + SILENCE);
-                        let now = chrono::Utc::now();
+                        let now = app.clock.now();
                         match serde_json::from_str::<FromDevice>(t.as_str()) {
-                            Ok(FromDevice::State(s)) => app.live.update(desk.id, generation, &s, now),
+                            Ok(FromDevice::State(s)) => app.connections.update(desk.id, generation, &s, now),
                             Err(e) => {
-                                app.live.seen(desk.id, generation, now);
+                                app.connections.seen(desk.id, generation, now);
                                 tracing::debug!(desk = %desk.device_id, error = %e, "device: ignoring a message");
                             }
                         }
@@ -88,7 +88,7 @@ async fn run(app: AppState, desk: Desk, socket: WebSocket) {
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Ok(_)) => {
                         silence.as_mut().reset(tokio::time::Instant::now() + SILENCE);
-                        app.live.seen(desk.id, generation, chrono::Utc::now());
+                        app.connections.seen(desk.id, generation, app.clock.now());
                     }
                     Some(Err(e)) => {
                         tracing::info!(desk = %desk.device_id, error = %e, "device: connection error");
@@ -122,7 +122,7 @@ async fn run(app: AppState, desk: Desk, socket: WebSocket) {
                     let _ = tx.send(Message::Close(Some(CloseFrame { code: 1001, reason: "silent for 30 s".into() }))).await;
                     break;
                 }
-                _ = crate::server::stopped(&mut shutdown) => {
+                _ = app.shutdown.wait() => {
                     why = "hub stopping";
                     let _ = tx.send(Message::Close(Some(CloseFrame { code: 1012, reason: "hub restarting".into() }))).await;
                     break;
@@ -130,8 +130,8 @@ async fn run(app: AppState, desk: Desk, socket: WebSocket) {
             }
         }
     }
-    app.live.disconnect(desk.id, generation, chrono::Utc::now());
-    app.metrics.desks_connected.set(app.live.count() as i64);
+    app.connections.disconnect(desk.id, generation, app.clock.now());
+    app.metrics.desks_connected.set(app.connections.count() as i64);
     tracing::info!(desk = %desk.device_id, why, "device: disconnected");
 }
 

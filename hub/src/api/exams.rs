@@ -1,10 +1,11 @@
 //! Exams over HTTP (the console builds on these; the command line does the
-//! same through `db::exams`).
+//! same through [`crate::actions::exams`]).
 //!
 //! - `POST /api/exams` `{"room","name"?,"roster":[{"desk","student_id","row"?,"col"?}]
 //!   | "roster_csv":"desk,student_id\n…","start_at"?,"end_at"?,"start"?,
 //!   "retention_days"?}`: creates an exam (201 with the exam as
-//!   `GET /api/exams/{id}` shows it); `"start": true` starts it at once,
+//!   `GET /api/exams/{id}` shows it); `"start": true` starts it at once
+//!   (in the same transaction: a start that fails creates nothing),
 //!   `start_at`/`end_at` (RFC 3339) schedule it; `roster_csv` is the roster
 //!   file's text (the console's import), as `exam start --roster` reads it;
 //!   `retention_days` (default 30) is when its clips and scores are deleted
@@ -16,18 +17,22 @@
 //! - `GET /api/exams/{id}/incidents`: every incident of the exam.
 //! - `POST /api/incidents/{id}/review` `{"decision":"dismissed"|"confirmed"|"unsure","note"?}`.
 //!
-//! Every change is written to the audit log with the user's name.
+//! Every change is written to the audit log with the user's name, in the
+//! change's transaction.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde_json::Value;
 
-use super::auth::CurrentUser;
-use super::{ApiError, AppState};
-use crate::db::exams::{ExamError, NewExam};
+use crate::auth::{CurrentUser, rights};
+use crate::db::exams::NewExam;
+use crate::domain::Decision;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath};
 use crate::roster::Seat;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,32 +54,34 @@ pub struct Create {
     pub start: bool,
 }
 
-impl From<ExamError> for ApiError {
-    fn from(e: ExamError) -> Self {
-        match e {
-            ExamError::Invalid(m) => ApiError::bad(m),
-            ExamError::Seat { index, message } => ApiError::bad(format!("roster[{index}]: {message}")),
-            ExamError::NotFound(id) => ApiError::not_found(format!("exam {id} does not exist")),
-            ExamError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
-            ExamError::Db(e) => e.into(),
+impl Create {
+    /// The roster (from `roster` or `roster_csv`), checked for size.
+    fn seats(&mut self) -> Result<Vec<Seat>, ApiError> {
+        if let Some(csv) = self.roster_csv.take() {
+            if !self.roster.is_empty() {
+                return Err(ApiError::bad("give roster or roster_csv, not both"));
+            }
+            if csv.len() > 2 << 20 {
+                return Err(ApiError::bad("roster_csv: larger than 2 MiB"));
+            }
+            self.roster = crate::roster::parse(&csv, "roster.csv").map_err(ApiError::bad)?;
         }
+        if self.roster.is_empty() {
+            return Err(ApiError::bad("roster: no desks (give roster or roster_csv)"));
+        }
+        if self.name.as_ref().is_some_and(|n| n.len() > 200) {
+            return Err(ApiError::bad("name: longer than 200 characters"));
+        }
+        if self.roster.len() > crate::roster::MAX_SEATS {
+            return Err(ApiError::bad(format!("roster: more than {} desks", crate::roster::MAX_SEATS)));
+        }
+        Ok(std::mem::take(&mut self.roster))
     }
 }
 
-/// The exam's room id, checked against the user's rights (404 for an
-/// admin, 403 for a proctor, when the exam does not exist).
-pub async fn exam_room(app: &AppState, user: &CurrentUser, id: i64) -> Result<i64, ApiError> {
+async fn show_json(app: &AppState, id: i64) -> Result<Json<Value>, ApiError> {
     let c = app.db.get().await?;
-    match crate::db::exams::exam_room(&**c, id).await? {
-        Some((room, _)) => user.room(room).map(|_| room),
-        None if user.0.admin => Err(ApiError::not_found(format!("exam {id} does not exist"))),
-        None => Err(ApiError::forbidden(format!("user {:?} has no rights to exam {id}", user.0.name))),
-    }
-}
-
-async fn show_json(app: &AppState, id: i64) -> Result<Json<serde_json::Value>, ApiError> {
-    let c = app.db.get().await?;
-    let show = crate::db::exams::show(&**c, id)
+    let show = crate::db::exam_show::show(&**c, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("exam {id} does not exist")))?;
     Ok(Json(serde_json::to_value(show).expect("ExamShow serialises")))
@@ -83,111 +90,68 @@ async fn show_json(app: &AppState, id: i64) -> Result<Json<serde_json::Value>, A
 pub async fn create(
     State(app): State<AppState>,
     user: CurrentUser,
-    Json(mut req): Json<Create>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let room_id = super::rooms::room_for(&app, &user, &req.room).await?;
-    if let Some(csv) = req.roster_csv.take() {
-        if !req.roster.is_empty() {
-            return Err(ApiError::bad("give roster or roster_csv, not both"));
-        }
-        if csv.len() > 2 << 20 {
-            return Err(ApiError::bad("roster_csv: larger than 2 MiB"));
-        }
-        req.roster = crate::roster::parse(&csv, "roster.csv").map_err(ApiError::bad)?;
-    }
-    if req.roster.is_empty() {
-        return Err(ApiError::bad("roster: no desks (give roster or roster_csv)"));
-    }
-    if req.name.as_ref().is_some_and(|n| n.len() > 200) {
-        return Err(ApiError::bad("name: longer than 200 characters"));
-    }
-    if req.roster.len() > crate::roster::MAX_SEATS {
-        return Err(ApiError::bad(format!("roster: more than {} desks", crate::roster::MAX_SEATS)));
-    }
+    ApiJson(mut req): ApiJson<Create>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    rights::room(&app, &user, &req.room).await?;
+    let seats = req.seats()?;
     let new = NewExam {
         room: req.room.clone(),
         name: req.name.clone(),
-        seats: req.roster.clone(),
+        seats,
         start_at: req.start_at.map(|t| t.0),
         end_at: req.end_at.map(|t| t.0),
         created_by: user.0.name.clone(),
         retention_days: req.retention_days,
     };
-    let mut c = app.db.get().await?;
-    let id = crate::db::exams::create(&mut c, &new).await?;
-    crate::db::audit::log_room(
-        &**c,
-        &user.0.name,
-        "exam.create",
-        room_id,
-        serde_json::json!({"exam": id, "room": req.room, "desks": req.roster.len()}),
-    )
-    .await?;
-    if req.start {
-        crate::db::exams::start(&mut c, id).await?;
-        crate::db::audit::log_room(&**c, &user.0.name, "exam.start", room_id, serde_json::json!({"exam": id})).await?;
-    }
-    drop(c);
+    let id = crate::actions::exams::create(&app.db, &user.0.name, &new, req.start).await?;
     Ok((StatusCode::CREATED, show_json(&app, id).await?))
 }
 
 pub async fn show(
     State(app): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    exam_room(&app, &user, id).await?;
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    rights::exam(&app, &user, id).await?;
     show_json(&app, id).await
 }
 
 pub async fn start(
     State(app): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    switch(&app, &user, id, true).await
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    rights::exam(&app, &user, id).await?;
+    crate::actions::exams::start(&app.db, &user.0.name, id).await?;
+    show_json(&app, id).await
 }
 
 pub async fn stop(
     State(app): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    switch(&app, &user, id, false).await
-}
-
-/// Starts or stops an exam of a room the user has, audited; the exam after.
-async fn switch(app: &AppState, user: &CurrentUser, id: i64, start: bool) -> Result<Json<serde_json::Value>, ApiError> {
-    let room = exam_room(app, user, id).await?;
-    let mut c = app.db.get().await?;
-    if start {
-        crate::db::exams::start(&mut c, id).await?;
-    } else {
-        crate::db::exams::stop(&mut c, id).await?;
-    }
-    let action = if start { "exam.start" } else { "exam.stop" };
-    crate::db::audit::log_room(&**c, &user.0.name, action, room, serde_json::json!({"exam": id})).await?;
-    drop(c);
-    show_json(app, id).await
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    rights::exam(&app, &user, id).await?;
+    crate::actions::exams::stop(&app.db, &user.0.name, id).await?;
+    show_json(&app, id).await
 }
 
 pub async fn incidents(
     State(app): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    exam_room(&app, &user, id).await?;
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    rights::exam(&app, &user, id).await?;
     let c = app.db.get().await?;
-    let sessions: Vec<String> =
-        c.query("SELECT id FROM sessions WHERE exam_id = $1", &[&id]).await?.iter().map(|r| r.get(0)).collect();
-    let list = crate::db::exams::incidents_of_sessions(&**c, &sessions).await?;
+    let sessions = crate::db::sessions::of_exam(&**c, id).await?;
+    let list = crate::db::exam_show::incidents_of_sessions(&**c, &sessions).await?;
     Ok(Json(serde_json::json!({ "exam": id, "incidents": list })))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Review {
-    pub decision: String,
+    pub decision: Decision,
     #[serde(default)]
     pub note: Option<String>,
 }
@@ -195,40 +159,10 @@ pub struct Review {
 pub async fn review(
     State(app): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
-    Json(r): Json<Review>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(r): ApiJson<Review>,
 ) -> Result<StatusCode, ApiError> {
-    if !matches!(r.decision.as_str(), "dismissed" | "confirmed" | "unsure") {
-        return Err(ApiError::bad(format!("decision: {:?} is not one of dismissed, confirmed, unsure", r.decision)));
-    }
-    if r.note.as_ref().is_some_and(|n| n.len() > 4000) {
-        return Err(ApiError::bad("note: longer than 4000 characters"));
-    }
-    let mut c = app.db.get().await?;
-    let room = match crate::db::clips::incident_room(&**c, id).await? {
-        Some(room) => {
-            user.room(room)?;
-            room
-        }
-        None if user.0.admin => return Err(ApiError::not_found(format!("incident {id} does not exist"))),
-        None => return Err(ApiError::forbidden(format!("user {:?} has no rights to incident {id}", user.0.name))),
-    };
-    let at: DateTime<Utc> = Utc::now();
-    // The decision and its audit entry together, or neither.
-    let tx = c.transaction().await?;
-    tx.execute(
-        "INSERT INTO reviews (incident_id, user_id, decision, note, at) VALUES ($1, $2, $3, $4, $5)",
-        &[&id, &user.0.id, &r.decision, &r.note, &at],
-    )
-    .await?;
-    crate::db::audit::log_room(
-        &*tx,
-        &user.0.name,
-        "incident.review",
-        room,
-        serde_json::json!({"incident": id, "decision": r.decision, "note": r.note}),
-    )
-    .await?;
-    tx.commit().await?;
+    let room = rights::incident(&app, &user, id).await?;
+    crate::actions::reviews::decide(&app.db, &user.0, id, room, r.decision, r.note.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

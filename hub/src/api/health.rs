@@ -15,12 +15,12 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use crate::state::AppState;
 
 pub async fn healthz(State(app): State<AppState>) -> Response {
     let db = tokio::time::timeout(Duration::from_secs(2), async {
         let c = app.db.get().await.map_err(|e| crate::db::describe(&e))?;
-        c.query_one("SELECT 1", &[]).await.map_err(|e| e.to_string())?;
+        crate::db::ping(&**c).await.map_err(|e| crate::db::chain(&e))?;
         Ok::<_, String>(())
     })
     .await
@@ -36,8 +36,8 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
         "hub_id": app.cfg.hub_id,
         "database": match &db { Ok(()) => serde_json::json!({"state": "ok"}), Err(e) => serde_json::json!({"state": "failed", "reason": e}) },
         "notify": if notify { serde_json::json!({"state": "ok"}) } else { serde_json::json!({"state": "degraded", "reason": "LISTEN connection down; sessions reach desks by the reconcile"}) },
-        "desks_connected": app.live.count(),
-        "stopping": *app.shutdown.borrow(),
+        "desks_connected": app.connections.count(),
+        "stopping": app.shutdown.is_raised(),
     });
     let status = if db.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
@@ -48,7 +48,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
     app.metrics.db_pool_size.set(st.size as i64);
     app.metrics.db_pool_available.set(st.available as i64);
     app.metrics.db_pool_waiting.set(st.waiting as i64);
-    app.metrics.desks_connected.set(app.live.count() as i64);
+    app.metrics.desks_connected.set(app.connections.count() as i64);
     let mut r = app.metrics.encode().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

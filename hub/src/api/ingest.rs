@@ -28,21 +28,21 @@ use std::time::Instant;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 use proto::{Batch, BatchAck};
 use sha2::{Digest, Sha256};
 
-use super::{ApiError, AppState};
 use crate::db::ingest::{Received, StoreError};
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The box's clock when it sent the batch (RFC 3339).
 pub const SENT_AT_HEADER: &str = "x-invigil-sent-at";
 
 pub async fn analyze_batch(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let t0 = Instant::now();
-    let at = chrono::Utc::now();
+    let at = app.clock.now();
     match handle(&app, &headers, body, at).await {
         Ok(ack) => {
             app.metrics.batch_seconds.observe(t0.elapsed().as_secs_f64());
@@ -72,28 +72,14 @@ async fn handle(
     body: Body,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<BatchAck, ApiError> {
-    let desk = app.desk_auth(headers).await?;
+    let desk = crate::auth::device::desk(app, headers).await?;
     if let Err(wait) = app.limiter.take(desk.id) {
-        let message = format!("desk {} sends too fast; retry in {wait} s", desk.device_id);
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, message).with_retry_after(wait));
+        return Err(ApiError::too_many(format!("desk {} sends too fast; retry in {wait} s", desk.device_id), wait));
     }
     let cap = app.cfg.limits.max_batch_kib as usize * 1024;
-    let raw = read_capped(headers, body, cap).await?;
-    let json =
-        match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase()) {
-            None => raw,
-            Some(enc) if enc.is_empty() || enc == "identity" => raw,
-            Some(enc) if enc == "gzip" || enc == "x-gzip" => {
-                gunzip(&raw, app.cfg.limits.max_batch_expanded_kib as usize * 1024)?
-            }
-            Some(enc) => {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    format!("Content-Encoding {enc:?} is not supported; send gzip or plain JSON"),
-                ));
-            }
-        };
-    let batch: Batch = parse(&json)?;
+    let raw = crate::body::read_capped(headers, body, cap).await?;
+    let json = crate::body::decode(headers, raw, app.cfg.limits.max_batch_expanded_kib as usize * 1024)?;
+    let batch: Batch = crate::extract::parse_json(&json)?;
     batch.validate().map_err(|e| ApiError::bad(format!("body: {e}")))?;
     storable(&batch).map_err(|e| ApiError::bad(format!("body: {e}")))?;
     if batch.device_id != desk.device_id {
@@ -121,8 +107,12 @@ async fn handle(
                 None
             }
         });
-    let rx =
-        Received { at, sent_at, live_skew_ms: app.live.skew(desk.id), body_sha256: Sha256::digest(&json).to_vec() };
+    let rx = Received {
+        at,
+        sent_at,
+        live_skew_ms: app.connections.skew(desk.id),
+        body_sha256: Sha256::digest(&json).to_vec(),
+    };
     let t_wait = Instant::now();
     let c = app.db.get().await?;
     app.metrics.db_wait_seconds.observe(t_wait.elapsed().as_secs_f64());
@@ -132,10 +122,9 @@ async fn handle(
     let stored = match r {
         Ok(s) => s,
         Err(StoreError::Conflict(m)) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("Idempotency-Key: batch {m:?} was stored before with a different body"),
-            ));
+            return Err(ApiError::conflict(format!(
+                "Idempotency-Key: batch {m:?} was stored before with a different body"
+            )));
         }
         Err(StoreError::Db(e)) => return Err(e.into()),
     };
@@ -166,48 +155,6 @@ fn log_skew(app: &AppState, desk: &crate::db::desks::Desk, skew_ms: i64, source:
     tracing::warn!(desk = %desk.device_id, skew_s = skew_ms as f64 / 1000.0, source, "ingest: the box's clock is off; its scores are placed by the hub's clock");
 }
 
-/// The body, at most `cap` bytes (413 beyond, at once if Content-Length says so).
-pub async fn read_capped(headers: &HeaderMap, body: Body, cap: usize) -> Result<Vec<u8>, ApiError> {
-    let too_big = |n: String| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("body: {n} bytes is over the limit of {cap} bytes"))
-    };
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = declared
-        && n > cap as u64
-    {
-        super::drain(body, headers).await;
-        return Err(too_big(n.to_string()));
-    }
-    let mut out = Vec::with_capacity(declared.unwrap_or(0) as usize);
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::new(StatusCode::REQUEST_TIMEOUT, format!("body: reading failed: {e}")))?;
-        if out.len() + chunk.len() > cap {
-            return Err(too_big(format!("more than {}", out.len() + chunk.len())));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
-}
-
-/// gunzip with a cap on the output.
-fn gunzip(data: &[u8], cap: usize) -> Result<Vec<u8>, ApiError> {
-    use std::io::Read;
-    let mut out = Vec::with_capacity(data.len() * 8);
-    flate2::read::MultiGzDecoder::new(data).take(cap as u64 + 1).read_to_end(&mut out).map_err(|e| {
-        ApiError::bad(format!("body: not valid gzip ({e}); send gzip with Content-Encoding: gzip, or plain JSON"))
-    })?;
-    if out.len() > cap {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body: more than {cap} bytes after gunzip (limits.max_batch_expanded_kib)"),
-        ));
-    }
-    Ok(out)
-}
-
 /// What `Batch::validate` does not check but PostgreSQL would refuse (a
 /// refusal there would be a 503 and a box retrying for ever): control
 /// characters in clip keys and URLs (jsonb has no `\u0000`). Timestamps
@@ -227,28 +174,9 @@ pub fn storable(b: &Batch) -> Result<(), proto::Invalid> {
     Ok(())
 }
 
-/// The batch, or a 400 naming the JSON path at fault.
-fn parse(json: &[u8]) -> Result<Batch, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(json);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let at = if path == "." { "body".to_string() } else { format!("body: {path}") };
-        ApiError::bad(format!("{at}: {}", e.inner()))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parse_errors_name_the_path() {
-        let e = parse(br#"{"session_id":null,"student_id":null,"device_id":"d","batch_id":"b","scores":[{"ts":"2026-01-01T00:00:00Z","frame":-1,"focus_score":1,"num_faces":1,"yaw_deg":null,"pitch_deg":null,"reasons":[]}]}"#)
-            .unwrap_err();
-        assert!(e.message.starts_with("body: scores[0].frame: "), "{}", e.message);
-        let e = parse(b"{not json").unwrap_err();
-        assert!(e.message.starts_with("body: "), "{}", e.message);
-    }
 
     #[test]
     fn what_postgresql_would_refuse_is_a_400_naming_the_field() {
@@ -264,16 +192,5 @@ mod tests {
         assert!(storable(&b).is_ok(), "a Pi that booted without a clock");
         b.incidents[0].clips.push(proto::Clip { key: "a\u{0}b".into(), url: "u".into(), bytes: 1 });
         assert_eq!(storable(&b).unwrap_err().field, "incidents[0].clips[0]");
-    }
-
-    #[test]
-    fn a_gzip_bomb_stops_at_the_cap() {
-        use std::io::Write;
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        enc.write_all(&vec![b' '; 10 << 20]).unwrap();
-        let bomb = enc.finish().unwrap();
-        assert!(bomb.len() < 64 << 10);
-        assert_eq!(gunzip(&bomb, 1 << 20).unwrap_err().status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(gunzip(b"\x1f\x8b not gzip", 1 << 20).unwrap_err().status, StatusCode::BAD_REQUEST);
     }
 }

@@ -1,15 +1,19 @@
 //! `invigil-hub exam start --room ROOM --roster FILE.csv [--name N]
-//! [--start-at T] [--end-at T]`: creates an exam and starts it (or
-//! schedules it with `--start-at`, RFC 3339); prints its id on stdout.
-//! Roster errors name the file and line. `exam stop ID`. `exam show ID
-//! [--json]`: the contract's JSON (`db::exams::ExamShow`), or a table.
+//! [--start-at T] [--end-at T] [--retention-days N]`: creates an exam and
+//! starts it (or schedules it with `--start-at`, RFC 3339); prints its id
+//! on stdout. Roster errors name the file and line. `exam stop ID`.
+//! `exam show ID [--json]`: the contract's JSON (`db::exam_show::ExamShow`),
+//! or a table. Start and stop are audited, in their transaction.
 
 use std::path::PathBuf;
 
 use clap::Subcommand;
 
+use crate::actions::ActionError;
 use crate::config::Validated;
-use crate::db::exams::{ExamError, NewExam};
+use crate::db::Db;
+use crate::db::exam_show::ExamShow;
+use crate::db::exams::NewExam;
 
 #[derive(Subcommand)]
 pub enum ExamCmd {
@@ -42,114 +46,109 @@ pub enum ExamCmd {
     },
 }
 
+/// An exam to start, read from the command line and its roster file; the
+/// file's line of each roster entry, for errors.
+struct Planned {
+    file: String,
+    lines: Vec<usize>,
+    new: NewExam,
+}
+
 pub async fn run(cfg: Validated, cmd: ExamCmd) -> i32 {
     // Bad input is reported before connecting.
-    let mut new = None;
-    if let ExamCmd::Start { room, roster, name, start_at, end_at, retention_days } = &cmd {
-        let file = roster.display().to_string();
-        let text = match std::fs::read_to_string(roster) {
-            Ok(t) => t,
-            Err(e) => return super::usage(&format!("{file}: {e}")),
-        };
-        let (lines, seats): (Vec<usize>, Vec<_>) = match crate::roster::parse_lines(&text, &file) {
-            Ok(s) => s.into_iter().unzip(),
+    let planned = match &cmd {
+        ExamCmd::Start { .. } => match plan(&cmd) {
+            Ok(p) => Some(p),
             Err(m) => return super::usage(&m),
-        };
-        let time = |flag: &str, v: &Option<String>| match v {
-            None => Ok(None),
-            Some(s) => proto::Timestamp::parse(s).map(|t| Some(t.0)).map_err(|m| format!("{flag}: {m}")),
-        };
-        let (start_at, end_at) = match (time("--start-at", start_at), time("--end-at", end_at)) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(m), _) | (_, Err(m)) => return super::usage(&m),
-        };
-        new = Some((
-            file,
-            lines,
-            NewExam {
-                room: room.clone(),
-                name: name.clone(),
-                seats,
-                start_at,
-                end_at,
-                created_by: super::actor(),
-                retention_days: *retention_days,
-            },
-        ));
-    }
+        },
+        _ => None,
+    };
     let db = match super::connect(&cfg).await {
         Ok(db) => db,
         Err(code) => return code,
     };
-    let mut c = match db.get().await {
-        Ok(c) => c,
-        Err(e) => return super::fail(&format!("database: {}", crate::db::describe(&e))),
-    };
     let actor = super::actor();
-    let err = |e: ExamError, at: Option<(&str, &[usize])>| match e {
-        ExamError::Seat { index, message } => match at {
-            Some((file, lines)) => {
-                super::usage(&format!("{file}: line {}: {message}", lines.get(index).copied().unwrap_or(0)))
-            }
-            None => super::usage(&format!("roster entry {}: {message}", index + 1)),
-        },
-        ExamError::Invalid(m) => super::usage(&m),
-        e => super::fail(&e.to_string()),
-    };
     match cmd {
-        ExamCmd::Start { .. } => {
-            let (file, lines, new) = new.expect("parsed above");
-            let id = match crate::db::exams::create(&mut c, &new).await {
-                Ok(id) => id,
-                Err(e) => return err(e, Some((&file, &lines))),
-            };
-            let _ = crate::db::audit::log(
-                &**c,
-                &actor,
-                "exam.create",
-                serde_json::json!({"exam": id, "room": new.room, "desks": new.seats.len()}),
-            )
-            .await;
-            if new.start_at.is_none() {
-                if let Err(e) = crate::db::exams::start(&mut c, id).await {
-                    return err(e, None);
-                }
-                let _ = crate::db::audit::log(&**c, &actor, "exam.start", serde_json::json!({"exam": id})).await;
-            }
+        ExamCmd::Start { .. } => start(&db, &actor, planned.expect("planned above")).await,
+        ExamCmd::Stop { id } => match crate::actions::exams::stop(&db, &actor, id).await {
+            Ok(()) => 0,
+            Err(e) => super::action_failed(&e),
+        },
+        ExamCmd::Show { id, json } => show(&db, id, json).await,
+    }
+}
+
+/// The exam of `exam start`, or a usage error naming the file, line or flag.
+fn plan(cmd: &ExamCmd) -> Result<Planned, String> {
+    let ExamCmd::Start { room, roster, name, start_at, end_at, retention_days } = cmd else {
+        unreachable!("plan is only called for start");
+    };
+    let file = roster.display().to_string();
+    let text = std::fs::read_to_string(roster).map_err(|e| format!("{file}: {e}"))?;
+    let (lines, seats): (Vec<usize>, Vec<_>) = crate::roster::parse_lines(&text, &file)?.into_iter().unzip();
+    let time = |flag: &str, v: &Option<String>| match v {
+        None => Ok(None),
+        Some(s) => proto::Timestamp::parse(s).map(|t| Some(t.0)).map_err(|m| format!("{flag}: {m}")),
+    };
+    let new = NewExam {
+        room: room.clone(),
+        name: name.clone(),
+        seats,
+        start_at: time("--start-at", start_at)?,
+        end_at: time("--end-at", end_at)?,
+        created_by: super::actor(),
+        retention_days: *retention_days,
+    };
+    Ok(Planned { file, lines, new })
+}
+
+async fn start(db: &Db, actor: &str, p: Planned) -> i32 {
+    let start_now = p.new.start_at.is_none();
+    match crate::actions::exams::create(db, actor, &p.new, start_now).await {
+        Ok(id) => {
             println!("{id}");
             0
         }
-        ExamCmd::Stop { id } => match crate::db::exams::stop(&mut c, id).await {
-            Ok(()) => {
-                let _ = crate::db::audit::log(&**c, &actor, "exam.stop", serde_json::json!({"exam": id})).await;
-                0
-            }
-            Err(e) => err(e, None),
-        },
-        ExamCmd::Show { id, json } => match crate::db::exams::show(&**c, id).await {
-            Ok(Some(show)) if json => {
-                println!("{}", serde_json::to_string(&show).expect("ExamShow serialises"));
-                0
-            }
-            Ok(Some(show)) => {
-                println!("exam {} in {}: {}", show.id, show.room, show.state);
-                for d in &show.desks {
-                    let span = match (&d.first_score_ts, &d.last_score_ts) {
-                        (Some(a), Some(b)) => format!("{a} .. {b}"),
-                        _ => "-".into(),
-                    };
-                    println!(
-                        "  {:<20} {:<20} {:>8} scores  {:>3} incidents  {span}",
-                        d.device_id,
-                        d.student_id,
-                        d.scores,
-                        d.incidents.len()
-                    );
-                }
-                0
-            }
-            Ok(None) => super::fail(&format!("exam {id} does not exist")),
-            Err(e) => super::fail(&format!("database: {e}")),
-        },
+        Err(ActionError::Seat { index, message }) => {
+            super::usage(&format!("{}: line {}: {message}", p.file, p.lines.get(index).copied().unwrap_or(0)))
+        }
+        Err(e) => super::action_failed(&e),
+    }
+}
+
+async fn show(db: &Db, id: i64, json: bool) -> i32 {
+    let found = async {
+        let c = db.get().await.map_err(|e| crate::db::describe(&e))?;
+        crate::db::exam_show::show(&**c, id).await.map_err(|e| e.to_string())
+    }
+    .await;
+    match found {
+        Ok(Some(show)) if json => {
+            println!("{}", serde_json::to_string(&show).expect("ExamShow serialises"));
+            0
+        }
+        Ok(Some(show)) => {
+            print_table(&show);
+            0
+        }
+        Ok(None) => super::fail(&format!("exam {id} does not exist")),
+        Err(e) => super::fail(&format!("database: {e}")),
+    }
+}
+
+fn print_table(show: &ExamShow) {
+    println!("exam {} in {}: {}", show.id, show.room, show.state);
+    for d in &show.desks {
+        let span = match (&d.first_score_ts, &d.last_score_ts) {
+            (Some(a), Some(b)) => format!("{a} .. {b}"),
+            _ => "-".into(),
+        };
+        println!(
+            "  {:<20} {:<20} {:>8} scores  {:>3} incidents  {span}",
+            d.device_id,
+            d.student_id,
+            d.scores,
+            d.incidents.len()
+        );
     }
 }

@@ -125,6 +125,16 @@ pub fn usage(message: &str) -> i32 {
     EXIT_USAGE
 }
 
+/// The exit code for an action that was not done, after printing why
+/// (bad input: 2; anything else: 1).
+pub fn action_failed(e: &crate::actions::ActionError) -> i32 {
+    use crate::actions::ActionError;
+    match e {
+        ActionError::Invalid(_) | ActionError::Seat { .. } => usage(&e.to_string()),
+        _ => fail(&e.to_string()),
+    }
+}
+
 /// Who runs a command, for the audit log (`cli:USER`).
 pub fn actor() -> String {
     format!(

@@ -3,19 +3,13 @@
 //! stops gracefully (see `server`); a second signal exits at once.
 
 use crate::config::Validated;
+use crate::server::StartError;
 
 pub async fn run(cfg: Validated) -> i32 {
     let running = match crate::server::start(cfg).await {
         Ok(r) => r,
-        Err(e) => {
-            let msg = format!("{e:#}");
-            // A config-like failure (listen address, storage folder) is a 2.
-            return if msg.starts_with("server.listen") || msg.starts_with("storage.") {
-                super::usage(&msg)
-            } else {
-                super::fail(&msg)
-            };
-        }
+        Err(e @ StartError::Config(_)) => return super::usage(&e.to_string()),
+        Err(e @ StartError::Failed(_)) => return super::fail(&e.to_string()),
     };
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     wait_for_signal().await;

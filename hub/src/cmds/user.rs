@@ -1,14 +1,14 @@
 //! `invigil-hub user add NAME --role admin|proctor [--room ROOM]...`: a
 //! console account. The password is read from stdin (its first line; at
 //! least 10 characters), never from the command line, so it stays out of
-//! shell history and `ps`.
+//! shell history and `ps`. Audited.
 
 use std::io::BufRead;
 
 use clap::Subcommand;
 
 use crate::config::Validated;
-use crate::db::users::UserError;
+use crate::domain::Role;
 
 #[derive(Subcommand)]
 pub enum UserCmd {
@@ -25,7 +25,11 @@ pub enum UserCmd {
 
 pub async fn run(cfg: Validated, cmd: UserCmd) -> i32 {
     let UserCmd::Add { name, role, rooms } = cmd;
-    if role == "proctor" && rooms.is_empty() {
+    let role = match Role::parse(&role) {
+        Ok(r) => r,
+        Err(m) => return super::usage(&format!("--role: {m}")),
+    };
+    if role == Role::Proctor && rooms.is_empty() {
         return super::usage("a proctor needs at least one --room ROOM");
     }
     let mut line = String::new();
@@ -37,23 +41,11 @@ pub async fn run(cfg: Validated, cmd: UserCmd) -> i32 {
         Ok(db) => db,
         Err(code) => return code,
     };
-    let mut c = match db.get().await {
-        Ok(c) => c,
-        Err(e) => return super::fail(&format!("database: {}", crate::db::describe(&e))),
-    };
-    match crate::db::users::add(&mut c, &name, &role, &rooms, password).await {
+    match crate::actions::users::add(&db, &super::actor(), &name, role, &rooms, password).await {
         Ok(_) => {
-            let _ = crate::db::audit::log(
-                &**c,
-                &super::actor(),
-                "user.add",
-                serde_json::json!({"user": name, "role": role, "rooms": rooms}),
-            )
-            .await;
             eprintln!("invigil-hub: user {name:?} added ({role})");
             0
         }
-        Err(UserError::Invalid(m)) => super::usage(&m),
-        Err(e) => super::fail(&e.to_string()),
+        Err(e) => super::action_failed(&e),
     }
 }

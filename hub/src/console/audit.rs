@@ -4,12 +4,14 @@
 //! (403 otherwise) and sees only that room's entries.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::auth::CurrentUser;
-use crate::api::{ApiError, AppState};
+use crate::auth::{CurrentUser, rights};
+use crate::error::ApiError;
+use crate::extract::ApiQuery;
+use crate::state::AppState;
 
 /// Entries a page.
 pub const PAGE: i64 = 200;
@@ -25,11 +27,11 @@ pub struct AuditQuery {
 pub async fn list(
     State(app): State<AppState>,
     user: CurrentUser,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let room = match q.room.as_deref().filter(|r| !r.is_empty()) {
-        Some(r) => Some(crate::api::rooms::room_for(&app, &user, r).await?),
-        None if user.0.admin => None,
+        Some(r) => Some(rights::room(&app, &user, r).await?),
+        None if user.0.is_admin() => None,
         None => return Err(ApiError::forbidden("a proctor reads the audit log of a room: add ?room=ROOM")),
     };
     let c = app.db.get().await?;

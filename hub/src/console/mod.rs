@@ -9,7 +9,7 @@
 //! | --- | --- |
 //! | `/login` | the login form (`POST /api/login`) |
 //! | `/console` | the rooms this user may see |
-//! | `/console/rooms/{room}` | the room view: a tile per desk, live ([`live`]), alerts newest first, roster import, start and stop |
+//! | `/console/rooms/{room}` | the room view: a tile per desk, live ([`room_feed`]), alerts newest first, roster import, start and stop |
 //! | `/console/exams/{id}` | review: sessions by priority, the score plot, incidents with their clips, decisions ([`review`]) |
 //! | `/console/sessions/{id}/print` | a session's incidents, printable |
 //! | `/console/audit[?room=R]` | the audit log (admin: all; proctor: their rooms) |
@@ -19,7 +19,7 @@
 //! 1. Every page and API answer carries a strict Content-Security-Policy
 //!    (scripts, styles, media and connections from this hub only; no inline
 //!    script or style), `X-Frame-Options: DENY`, `nosniff` and a same-origin
-//!    referrer policy ([`security_headers`]).
+//!    referrer policy (`crate::routes`).
 //! 2. A page without a valid login session redirects to `/login` (303); a
 //!    page about a room the user has no rights to is a 403 page, as its
 //!    API is a 403 (the same check, `CurrentUser::room`).
@@ -28,17 +28,17 @@
 
 pub mod admin;
 pub mod audit;
-pub mod live;
 pub mod pages;
 pub mod review;
+pub mod room_feed;
 
 use axum::Router;
-use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::api::AppState;
+use crate::extract::ApiPath;
+use crate::state::AppState;
 
 /// The console's routes (pages, its API additions, static files).
 pub fn routes() -> Router<AppState> {
@@ -52,7 +52,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/audit", get(pages::audit))
         .route("/console/admin", get(pages::admin))
         .route("/static/{file}", get(asset))
-        .route("/api/rooms/{room}/live", get(live::upgrade))
+        .route("/api/rooms/{room}/live", get(room_feed::upgrade))
         .route("/api/exams/{id}/review", get(review::review))
         .route("/api/sessions/{session}/scores", get(review::scores))
         .route("/api/sessions/{session}/incidents.csv", get(review::csv))
@@ -60,21 +60,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/admin/users", get(admin::users).post(admin::add_user))
         .route("/api/admin/desks", get(admin::desks).post(admin::add_desk))
         .route("/api/admin/desks/{desk}/revoke", axum::routing::post(admin::revoke_desk))
-}
-
-/// The Content-Security-Policy of every answer.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-     media-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-/// Adds the security headers to every answer (see the module docs).
-pub async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let mut r = next.run(req).await;
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    r
 }
 
 /// The embedded static files: (name, content type, body).
@@ -88,7 +73,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("admin.js", "text/javascript; charset=utf-8", include_str!("static/admin.js")),
 ];
 
-async fn asset(Path(file): Path<String>) -> Response {
+async fn asset(ApiPath(file): ApiPath<String>) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == file) {
         Some((_, ct, body)) => {
             let mut r = (*body).into_response();

@@ -3,15 +3,17 @@
 //! renders what it knows escaped, and leaves the live parts to its script,
 //! which reads `data-*` attributes of `<main>` (never inline script).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::esc;
-use crate::api::auth::CurrentUser;
-use crate::api::{ApiError, AppState};
+use crate::auth::{CurrentUser, rights};
 use crate::db::users::User;
+use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery};
+use crate::state::AppState;
 
 /// The logged-in user of a page request, or the answer to give instead.
 async fn page_user(app: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<CurrentUser, Response> {
@@ -23,7 +25,7 @@ async fn page_user(app: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Cur
             .insert(header::LOCATION, HeaderValue::from_str(&loc).unwrap_or(HeaderValue::from_static("/login")));
         r
     };
-    let Some(tok) = crate::api::auth::session_token(headers) else { return Err(to_login()) };
+    let Some(tok) = crate::auth::user::session_token(headers) else { return Err(to_login()) };
     let c = app.db.get().await.map_err(|e| error_page(ApiError::from(e)))?;
     match crate::db::users::by_session(&**c, &tok).await {
         Ok(Some(u)) => Ok(CurrentUser(u)),
@@ -48,9 +50,9 @@ fn shell(title: &str, user: Option<&User>, main_attrs: &str, main: &str, scripts
         Some(u) => format!(
             "<nav><a href=\"/console\">Rooms</a> <a href=\"/console/audit\">Audit log</a>{} <span class=\"who\">{} ({})</span> \
              <button id=\"logout\" type=\"button\">Log out</button></nav>",
-            if u.admin { " <a href=\"/console/admin\">Admin</a>" } else { "" },
+            if u.is_admin() { " <a href=\"/console/admin\">Admin</a>" } else { "" },
             esc(&u.name),
-            if u.admin { "admin" } else { "proctor" }
+            u.role
         ),
         None => String::new(),
     };
@@ -107,10 +109,8 @@ pub async fn rooms(State(app): State<AppState>, headers: HeaderMap, uri: Uri) ->
     };
     let r = async {
         let c = app.db.get().await?;
-        let rows = c.query("SELECT id, name FROM rooms ORDER BY name", &[]).await?;
-        Ok::<_, ApiError>(
-            rows.iter().filter(|r| user.0.may(r.get(0))).map(|r| r.get::<_, String>(1)).collect::<Vec<_>>(),
-        )
+        let rooms = crate::db::rooms::list(&**c).await?;
+        Ok::<_, ApiError>(rooms.into_iter().filter(|r| user.0.may(r.id)).map(|r| r.name).collect::<Vec<_>>())
     }
     .await;
     let names = match r {
@@ -129,12 +129,17 @@ pub async fn rooms(State(app): State<AppState>, headers: HeaderMap, uri: Uri) ->
     Html(shell("Rooms", Some(&user.0), "", &main, &[])).into_response()
 }
 
-pub async fn room(State(app): State<AppState>, headers: HeaderMap, uri: Uri, Path(room): Path<String>) -> Response {
+pub async fn room(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    ApiPath(room): ApiPath<String>,
+) -> Response {
     let user = match page_user(&app, &headers, &uri).await {
         Ok(u) => u,
         Err(r) => return r,
     };
-    if let Err(e) = crate::api::rooms::room_for(&app, &user, &room).await {
+    if let Err(e) = rights::room(&app, &user, &room).await {
         return error_page(e);
     }
     let main = format!(
@@ -156,12 +161,12 @@ pub async fn room(State(app): State<AppState>, headers: HeaderMap, uri: Uri, Pat
         .into_response()
 }
 
-pub async fn exam(State(app): State<AppState>, headers: HeaderMap, uri: Uri, Path(id): Path<i64>) -> Response {
+pub async fn exam(State(app): State<AppState>, headers: HeaderMap, uri: Uri, ApiPath(id): ApiPath<i64>) -> Response {
     let user = match page_user(&app, &headers, &uri).await {
         Ok(u) => u,
         Err(r) => return r,
     };
-    if let Err(e) = crate::api::exams::exam_room(&app, &user, id).await {
+    if let Err(e) = rights::exam(&app, &user, id).await {
         return error_page(e);
     }
     let main = format!(
@@ -178,13 +183,18 @@ pub async fn exam(State(app): State<AppState>, headers: HeaderMap, uri: Uri, Pat
          <label>Note <textarea name=\"note\" maxlength=\"4000\" rows=\"3\"></textarea></label>\
          <button type=\"submit\">Record decision</button> <button id=\"close\" type=\"button\">Close</button>\
          <p id=\"dmsg\" class=\"msg\" role=\"status\"></p></form></dialog>",
-        esc(super::review::PRIORITY_FORMULA)
+        esc(crate::domain::PRIORITY_FORMULA)
     );
     Html(shell(&format!("Review exam {id}"), Some(&user.0), &format!("data-exam=\"{id}\""), &main, &["review.js"]))
         .into_response()
 }
 
-pub async fn print(State(app): State<AppState>, headers: HeaderMap, uri: Uri, Path(session): Path<String>) -> Response {
+pub async fn print(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    ApiPath(session): ApiPath<String>,
+) -> Response {
     let user = match page_user(&app, &headers, &uri).await {
         Ok(u) => u,
         Err(r) => return r,
@@ -238,7 +248,12 @@ pub struct AuditPage {
     pub room: Option<String>,
 }
 
-pub async fn audit(State(app): State<AppState>, headers: HeaderMap, uri: Uri, Query(q): Query<AuditPage>) -> Response {
+pub async fn audit(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    ApiQuery(q): ApiQuery<AuditPage>,
+) -> Response {
     let user = match page_user(&app, &headers, &uri).await {
         Ok(u) => u,
         Err(r) => return r,
@@ -246,11 +261,11 @@ pub async fn audit(State(app): State<AppState>, headers: HeaderMap, uri: Uri, Qu
     let room = q.room.filter(|r| !r.is_empty());
     match &room {
         Some(r) => {
-            if let Err(e) = crate::api::rooms::room_for(&app, &user, r).await {
+            if let Err(e) = rights::room(&app, &user, r).await {
                 return error_page(e);
             }
         }
-        None if !user.0.admin => {
+        None if !user.0.is_admin() => {
             return error_page(ApiError::forbidden(
                 "a proctor reads the audit log of a room: open it from the room's page",
             ));

@@ -1,6 +1,7 @@
 //! The audit log: who did what, when. Every admin action (enrolment,
 //! revocation, users, exams), every clip view and every review decision is
-//! written here, in the same transaction as the action where there is one.
+//! written here; an action and its entry are one transaction
+//! (`crate::actions`).
 //! Entries about a room carry its id, so a proctor can read their rooms'
 //! log (the console's audit page) and nobody else's.
 
@@ -8,23 +9,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 
-/// Appends one entry that concerns no room in particular.
-pub async fn log(
+/// Appends one entry; `room_id` is the room it concerns, if any (a
+/// proctor reads their rooms' entries).
+pub async fn append(
     c: &impl GenericClient,
     actor: &str,
     action: &str,
-    detail: serde_json::Value,
-) -> Result<(), tokio_postgres::Error> {
-    c.execute("INSERT INTO audit_log (actor, action, detail) VALUES ($1, $2, $3)", &[&actor, &action, &detail]).await?;
-    Ok(())
-}
-
-/// Appends one entry about `room_id`.
-pub async fn log_room(
-    c: &impl GenericClient,
-    actor: &str,
-    action: &str,
-    room_id: i64,
+    room_id: Option<i64>,
     detail: serde_json::Value,
 ) -> Result<(), tokio_postgres::Error> {
     c.execute(
@@ -43,7 +34,7 @@ pub async fn recent(
     Ok(c.query("SELECT actor, action, detail FROM audit_log ORDER BY id DESC LIMIT $1", &[&limit])
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| (r.get("actor"), r.get("action"), r.get("detail")))
         .collect())
 }
 
@@ -68,7 +59,7 @@ pub async fn list(
 ) -> Result<Vec<Entry>, tokio_postgres::Error> {
     let rows = c
         .query(
-            "SELECT a.id, a.at, a.actor, a.action, r.name, a.detail FROM audit_log a
+            "SELECT a.id, a.at, a.actor, a.action, r.name AS room, a.detail FROM audit_log a
              LEFT JOIN rooms r ON r.id = a.room_id
              WHERE ($1::bigint IS NULL OR a.room_id = $1) AND ($2::bigint IS NULL OR a.id < $2)
              ORDER BY a.id DESC LIMIT $3",
@@ -78,12 +69,12 @@ pub async fn list(
     Ok(rows
         .iter()
         .map(|r| Entry {
-            id: r.get(0),
-            at: proto::Timestamp(r.get::<_, DateTime<Utc>>(1)),
-            actor: r.get(2),
-            action: r.get(3),
-            room: r.get(4),
-            detail: r.get(5),
+            id: r.get("id"),
+            at: proto::Timestamp(r.get::<_, DateTime<Utc>>("at")),
+            actor: r.get("actor"),
+            action: r.get("action"),
+            room: r.get("room"),
+            detail: r.get("detail"),
         })
         .collect())
 }

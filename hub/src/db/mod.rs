@@ -1,7 +1,11 @@
 //! PostgreSQL: the pool, migrations, and typed queries, one module per
-//! table group. Every statement is parameterised (`$1`, `$2`, …); no SQL is
-//! ever built from a value. Statements are prepared once per connection
-//! (`prepare_cached`), so a pooler must run in session mode (docs/DEPLOY.md).
+//! table group. The one rule for SQL: every statement of the hub is in this
+//! folder (`scripts/check-structure` refuses a query anywhere else), and
+//! every function here returns typed rows (structs and enums, columns read
+//! by name), never a `Row` or a tuple to index. Every statement is
+//! parameterised (`$1`, `$2`, …); no SQL is ever built from a value.
+//! Statements are prepared once per connection (`prepare_cached`), so a
+//! pooler must run in session mode (docs/DEPLOY.md).
 //!
 //! Connections come from a `deadpool-postgres` pool of `database.pool_size`
 //! per hub process; waiting for one is bounded (5 s), after which the caller
@@ -16,11 +20,17 @@
 
 pub mod audit;
 pub mod clips;
+pub mod desk_live;
 pub mod desks;
+pub mod exam_show;
 pub mod exams;
 pub mod ingest;
-pub mod live;
 pub mod migrate;
+pub mod retention;
+pub mod review;
+pub mod room_view;
+pub mod rooms;
+pub mod sessions;
 pub mod users;
 
 use std::time::Duration;
@@ -121,10 +131,13 @@ impl Db {
         Ok(client)
     }
 
-    /// A connection of its own whose notifications (LISTEN) go to `tx`.
+    /// A connection of its own that LISTENs on `channels` (names of this
+    /// crate's, never a value from outside) and sends their notifications
+    /// to `tx`.
     pub async fn listening(
         &self,
         tx: tokio::sync::mpsc::Sender<tokio_postgres::Notification>,
+        channels: &[&'static str],
     ) -> anyhow::Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> {
         let mut c = self.config.clone();
         c.connect_timeout(Duration::from_secs(5));
@@ -149,6 +162,11 @@ impl Db {
                 }
             }
         });
+        let listen: String = channels.iter().map(|c| format!("LISTEN {c};")).collect();
+        if let Err(e) = client.batch_execute(&listen).await {
+            task.abort();
+            return Err(e.into());
+        }
         Ok((client, task))
     }
 }
@@ -175,6 +193,11 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         src = s.source();
     }
     out
+}
+
+/// One round trip: the database answers.
+pub async fn ping(c: &impl tokio_postgres::GenericClient) -> Result<(), tokio_postgres::Error> {
+    c.query_one("SELECT 1", &[]).await.map(|_| ())
 }
 
 /// True when `e` is a unique-constraint violation.

@@ -8,8 +8,9 @@
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use chrono::{DateTime, Utc};
-use tokio_postgres::GenericClient;
+use tokio_postgres::{GenericClient, Transaction};
 
+use crate::domain::Role;
 use crate::token;
 
 /// A logged-in console user.
@@ -17,16 +18,29 @@ use crate::token;
 pub struct User {
     pub id: i64,
     pub name: String,
-    pub admin: bool,
+    pub role: Role,
     /// The rooms a proctor may see (empty for an admin, who sees all).
     pub rooms: Vec<i64>,
 }
 
 impl User {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
     /// May this user see and act on `room_id`?
     pub fn may(&self, room_id: i64) -> bool {
-        self.admin || self.rooms.contains(&room_id)
+        self.is_admin() || self.rooms.contains(&room_id)
     }
+}
+
+/// A user as the admin page lists them.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct UserRow {
+    pub name: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub rooms: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,26 +69,24 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
-/// Adds a user with these rooms (created if new).
-pub async fn add(
-    c: &mut deadpool_postgres::Object,
+/// Adds a user with these rooms (created if new), in `tx`.
+pub async fn add_in(
+    tx: &Transaction<'_>,
     name: &str,
-    role: &str,
+    role: Role,
     rooms: &[String],
     password: &str,
 ) -> Result<i64, UserError> {
     proto::check_id("name", name, 64).map_err(|e| UserError::Invalid(e.to_string()))?;
-    if !matches!(role, "admin" | "proctor") {
-        return Err(UserError::Invalid(format!("role {role:?} is not a role; use admin or proctor")));
-    }
     if password.chars().count() < MIN_PASSWORD {
         return Err(UserError::Invalid(format!("the password is shorter than {MIN_PASSWORD} characters")));
     }
     for r in rooms {
-        super::desks::check_room(r).map_err(UserError::Invalid)?;
+        crate::domain::check_room(r).map_err(UserError::Invalid)?;
     }
-    let hash = hash_password(password);
-    let tx = c.transaction().await?;
+    let pw = password.to_string();
+    // argon2 takes tens of milliseconds of CPU: off the async workers.
+    let hash = tokio::task::spawn_blocking(move || hash_password(&pw)).await.expect("argon2 panicked");
     let id: i64 = match tx
         .query_one(
             "INSERT INTO users (name, password_hash, role) VALUES ($1, $2, $3) RETURNING id",
@@ -82,17 +94,38 @@ pub async fn add(
         )
         .await
     {
-        Ok(r) => r.get(0),
+        Ok(r) => r.get("id"),
         Err(e) if super::is_unique_violation(&e) => return Err(UserError::Exists(name.to_string())),
         Err(e) => return Err(e.into()),
     };
     for r in rooms {
-        let room = super::desks::room_id(&*tx, r).await?;
+        let room = super::rooms::ensure(tx, r).await?;
         tx.execute("INSERT INTO user_rooms (user_id, room_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&id, &room])
             .await?;
     }
-    tx.commit().await?;
     Ok(id)
+}
+
+/// Every user with their rooms, by name.
+pub async fn list(c: &impl GenericClient) -> Result<Vec<UserRow>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT u.name, u.role, u.disabled_at IS NOT NULL AS disabled,
+                    coalesce(array_agg(r.name ORDER BY r.name) FILTER (WHERE r.name IS NOT NULL), '{}') AS rooms
+             FROM users u LEFT JOIN user_rooms ur ON ur.user_id = u.id LEFT JOIN rooms r ON r.id = ur.room_id
+             GROUP BY u.id ORDER BY u.name",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| UserRow {
+            name: r.get("name"),
+            role: r.get("role"),
+            disabled: r.get("disabled"),
+            rooms: r.get("rooms"),
+        })
+        .collect())
 }
 
 /// How many failed logins a user name may have in a window before further
@@ -197,9 +230,13 @@ async fn by_id(c: &impl GenericClient, id: i64) -> Result<Option<User>, tokio_po
     let Some(u) = c.query_opt("SELECT id, name, role FROM users WHERE id = $1", &[&id]).await? else {
         return Ok(None);
     };
-    let rooms =
-        c.query("SELECT room_id FROM user_rooms WHERE user_id = $1", &[&id]).await?.iter().map(|r| r.get(0)).collect();
-    Ok(Some(User { id: u.get(0), name: u.get(1), admin: u.get::<_, String>(2) == "admin", rooms }))
+    let rooms = c
+        .query("SELECT room_id FROM user_rooms WHERE user_id = $1", &[&id])
+        .await?
+        .iter()
+        .map(|r| r.get("room_id"))
+        .collect();
+    Ok(Some(User { id: u.get("id"), name: u.get("name"), role: u.get("role"), rooms }))
 }
 
 /// A valid argon2id hash of a random password, verified against when the

@@ -67,15 +67,21 @@ impl TestHub {
 
     /// Enrols `desk` in `room`; its token.
     pub async fn enrol(&self, desk: &str, room: &str) -> String {
-        let mut c = self.db().await;
-        hub::db::desks::enrol(&mut c, desk, room, false).await.unwrap()
+        hub::actions::desks::enrol(&self.running.app.db, "test", desk, room, false).await.unwrap()
+    }
+
+    /// Adds a console user (password "correct horse battery").
+    pub async fn add_user(&self, name: &str, role: &str, rooms: &[&str]) {
+        let rooms: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
+        let role = hub::domain::Role::parse(role).unwrap();
+        hub::actions::users::add(&self.running.app.db, "test", name, role, &rooms, "correct horse battery")
+            .await
+            .unwrap();
     }
 
     /// Adds a user and logs in; the session cookie.
     pub async fn user(&self, name: &str, role: &str, rooms: &[&str]) -> String {
-        let mut c = self.db().await;
-        let rooms: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
-        hub::db::users::add(&mut c, name, role, &rooms, "correct horse battery").await.unwrap();
+        self.add_user(name, role, rooms).await;
         let r = self
             .http
             .post(self.url("/api/login"))

@@ -2,6 +2,7 @@
 //! hub it is connected to and read by any hub.
 
 use chrono::{DateTime, Utc};
+use proto::device::DeviceState;
 use tokio_postgres::GenericClient;
 
 /// One desk's row.
@@ -40,18 +41,41 @@ pub async fn write(c: &deadpool_postgres::Object, hub: &str, rows: &[LiveRow]) -
     Ok(())
 }
 
-/// The live rows of a room's desks.
-pub async fn of_room(
-    c: &impl GenericClient,
-    room_id: i64,
-) -> Result<Vec<(i64, String, bool, DateTime<Utc>, Option<i64>, Option<serde_json::Value>)>, tokio_postgres::Error> {
-    Ok(c.query(
-        "SELECT l.desk_id, l.hub, l.connected, l.seen_at, l.skew_ms, l.state FROM desk_live l
+/// A desk's row as read back, with the hub it is connected to.
+#[derive(Clone, Debug)]
+pub struct LiveRead {
+    pub desk_id: i64,
+    pub hub: String,
+    pub connected: bool,
+    pub seen_at: DateTime<Utc>,
+    pub skew_ms: Option<i64>,
+    pub state: Option<DeviceState>,
+}
+
+/// The live rows of a room's desks. A state this build cannot read (a
+/// newer box's) is kept as unknown, not an error.
+pub async fn of_room(c: &impl GenericClient, room_id: i64) -> Result<Vec<LiveRead>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT l.desk_id, l.hub, l.connected, l.seen_at, l.skew_ms, l.state FROM desk_live l
              JOIN desks d ON d.id = l.desk_id WHERE d.room_id = $1",
-        &[&room_id],
-    )
-    .await?
-    .iter()
-    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
-    .collect())
+            &[&room_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| LiveRead {
+            desk_id: r.get("desk_id"),
+            hub: r.get("hub"),
+            connected: r.get("connected"),
+            seen_at: r.get("seen_at"),
+            skew_ms: r.get("skew_ms"),
+            state: state(r.get("state")),
+        })
+        .collect())
+}
+
+/// A stored state, typed.
+pub fn state(v: Option<serde_json::Value>) -> Option<DeviceState> {
+    v.and_then(|v| serde_json::from_value(v).ok())
 }

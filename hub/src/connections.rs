@@ -13,7 +13,7 @@
 //!    (a connection that does not drain) forgets what was sent, so the next
 //!    reconcile tries again.
 //! 4. Changed states (and disconnects) are collected for the `desk_live`
-//!    table and written in one statement every 500 ms ([`Live::take_dirty`]).
+//!    table and written in one statement every 500 ms ([`Connections::take_dirty`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use proto::device::{DeviceSession, DeviceState};
 use tokio::sync::mpsc;
 
+use crate::db::desk_live::LiveRow;
 use crate::db::desks::Desk;
-use crate::db::live::LiveRow;
 
 /// What a connection's task is told to do.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,13 +58,13 @@ struct Inner {
 
 /// See the module docs.
 #[derive(Default)]
-pub struct Live {
+pub struct Connections {
     inner: Mutex<Inner>,
 }
 
-impl Live {
-    pub fn new() -> Live {
-        Live::default()
+impl Connections {
+    pub fn new() -> Connections {
+        Connections::default()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn sessions_are_pushed_once_per_change_and_first_always() {
-        let live = Live::new();
+        let live = Connections::new();
         let now = Utc::now();
         let (_, mut rx) = live.connect(&desk(1), now);
         let none = HashMap::new();
@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn a_newer_connection_replaces_the_old_and_survives_its_disconnect() {
-        let live = Live::new();
+        let live = Connections::new();
         let now = Utc::now();
         let (g1, mut rx1) = live.connect(&desk(1), now);
         let (_g2, _rx2) = live.connect(&desk(1), now);
@@ -250,7 +250,7 @@ mod tests {
 
     #[test]
     fn states_give_the_skew_and_dirty_rows() {
-        let live = Live::new();
+        let live = Connections::new();
         let now = Utc::now();
         let (g, _rx) = live.connect(&desk(1), now);
         let st = DeviceState { ts: Some(Timestamp(now - chrono::Duration::days(1))), ..Default::default() };
