@@ -16,7 +16,6 @@ use crate::error::ApiError;
 use crate::extract::ApiPath;
 use crate::state::AppState;
 
-
 pub async fn list(State(app): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
     let c = app.db.get().await?;
     let rooms: Vec<Value> = crate::db::rooms::list(&**c)
@@ -45,7 +44,8 @@ pub async fn desks(
         .iter()
         .map(|d| {
             let l = live.iter().find(|l| l.desk_id == d.id);
-            let online = l.is_some_and(|l| l.connected && (now - l.seen_at).num_seconds() < crate::domain::OFFLINE_AFTER_S);
+            let online =
+                l.is_some_and(|l| l.connected && (now - l.seen_at).num_seconds() < crate::domain::OFFLINE_AFTER_S);
             json!({
                 "device_id": d.device_id,
                 "enrolled": d.enrolled,
